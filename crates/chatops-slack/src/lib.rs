@@ -1,1 +1,343 @@
-//! (being written)
+//! The Slack adapter: implements [`chatops_core::ChatAdapter`] for Slack slash commands and
+//! Block Kit buttons.
+//!
+//! # Layout
+//! - [`config`]: [`SlackConfig`], the `slack:` config section.
+//! - [`signature`]: v0 request signing ([`sign`], [`verify`]).
+//! - `inbound`: slash-command forms and `block_actions` payloads → [`ChatCommand`]s.
+//! - [`render`]: [`Reply`] → mrkdwn `text` + Block Kit `blocks`, escaped and fitted to limits.
+//! - `deliver`: `response_url` and `chat.postMessage` posting, failures classified for retries.
+//! - [`SlackAdapter`]: ties them together behind the trait.
+//!
+//! Routes: `POST /slack/commands` ([`RouteKind::Commands`]) and `POST /slack/actions`
+//! ([`RouteKind::Actions`]). Every request is verified before it is parsed; the one exception
+//! is Slack's `ssl_check` probe when it arrives without signature headers (it causes no work and
+//! reveals nothing, and Slack does not document it as signed).
+
+pub mod config;
+mod deliver;
+mod error;
+mod inbound;
+pub mod render;
+pub mod signature;
+
+pub use config::SlackConfig;
+pub use error::SlackError;
+pub use inbound::PLATFORM;
+pub use signature::{sign, verify};
+
+use chatops_core::{
+    BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HttpReply, Inbound,
+    InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget, Route, RouteKind, Via,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Slack as a chat platform. Cheap to share behind an `Arc`; holds no mutable state.
+pub struct SlackAdapter {
+    config: SlackConfig,
+    clock: Arc<dyn Clock>,
+    http: reqwest::Client,
+}
+
+impl SlackAdapter {
+    /// An adapter for `config`; `clock` checks request timestamps, `http` posts replies.
+    pub fn new(config: SlackConfig, clock: Arc<dyn Clock>, http: reqwest::Client) -> Self {
+        SlackAdapter {
+            config,
+            clock,
+            http,
+        }
+    }
+
+    /// The configuration this adapter runs with.
+    pub fn config(&self) -> &SlackConfig {
+        &self.config
+    }
+
+    fn verify_request(&self, request: &InboundRequest) -> Result<(), SlackError> {
+        verify(
+            &self.config.signing_secret,
+            request.header(signature::TIMESTAMP_HEADER),
+            request.header(signature::SIGNATURE_HEADER),
+            &request.body,
+            self.clock.unix_seconds(),
+        )
+    }
+}
+
+fn to_inbound_error(error: SlackError) -> InboundError {
+    match error {
+        SlackError::Malformed(_) | SlackError::Config(_) => {
+            InboundError::BadRequest(error.to_string())
+        }
+        _ => InboundError::Unauthorized(error.to_string()),
+    }
+}
+
+impl ChatAdapter for SlackAdapter {
+    fn platform(&self) -> PlatformId {
+        PlatformId::new(PLATFORM)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            ack_deadline: Duration::from_secs(3),
+            followup_window: Some(Duration::from_secs(30 * 60)),
+            followup_uses: Some(5),
+            max_message_chars: render::TEXT_MAX,
+            markup: Markup::SlackMrkdwn,
+            buttons: true,
+            message_edits: true,
+            threads: true,
+            ephemeral: true,
+            bot_api: self.config.bot_token().is_some(),
+        }
+    }
+
+    fn routes(&self) -> Vec<Route> {
+        vec![
+            Route {
+                path: "/slack/commands".into(),
+                kind: RouteKind::Commands,
+            },
+            Route {
+                path: "/slack/actions".into(),
+                kind: RouteKind::Actions,
+            },
+        ]
+    }
+
+    fn inbound(&self, kind: RouteKind, request: &InboundRequest) -> Result<Inbound, InboundError> {
+        let unsigned = request.header(signature::TIMESTAMP_HEADER).is_none()
+            && request.header(signature::SIGNATURE_HEADER).is_none();
+        if unsigned && kind == RouteKind::Commands && inbound::is_ssl_check(&request.body) {
+            return Ok(Inbound::Respond(HttpReply::empty()));
+        }
+        self.verify_request(request).map_err(to_inbound_error)?;
+        let now = self.clock.now();
+        match kind {
+            RouteKind::Commands => inbound::parse_command(&request.body, now),
+            RouteKind::Actions => inbound::parse_action(&request.body, now),
+        }
+        .map_err(to_inbound_error)
+    }
+
+    /// Slash commands get the rendered ack; button clicks an empty 200, since Slack ignores the
+    /// body of a `block_actions` answer (what the click caused is posted to its `response_url`).
+    fn ack(&self, command: &ChatCommand, ack: &Reply) -> HttpReply {
+        if command.via_button {
+            return HttpReply::empty();
+        }
+        HttpReply::json(&render::render_message(ack))
+    }
+
+    fn render(&self, reply: &Reply) -> serde_json::Value {
+        render::render_message(reply)
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        target: &'a ReplyTarget,
+        reply: &'a Reply,
+        via: Via,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let message = render::render_message(reply);
+            match via {
+                Via::ResponseUrl => {
+                    deliver::via_response_url(
+                        &self.http,
+                        &self.config.response_url_hosts,
+                        target,
+                        message,
+                    )
+                    .await
+                }
+                Via::BotApi => {
+                    deliver::via_bot_api(
+                        &self.http,
+                        &self.config.api_url,
+                        self.config.bot_token(),
+                        target,
+                        reply.visibility,
+                        message,
+                    )
+                    .await
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatops_core::{FixedClock, Inline, Tone, Visibility};
+    use std::time::SystemTime;
+
+    const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+    const NOW: u64 = 1_700_000_000;
+    const SLASH: &[u8] = include_bytes!("../tests/fixtures/slash_command.txt");
+    const BLOCK_ACTIONS: &str = include_str!("../tests/fixtures/block_actions.json");
+
+    fn adapter() -> SlackAdapter {
+        let clock = FixedClock(SystemTime::UNIX_EPOCH + Duration::from_secs(NOW));
+        SlackAdapter::new(
+            SlackConfig::new(SECRET),
+            Arc::new(clock),
+            reqwest::Client::new(),
+        )
+    }
+
+    fn signed(body: &[u8], at: u64) -> InboundRequest {
+        let ts = at.to_string();
+        InboundRequest {
+            query: String::new(),
+            headers: vec![
+                (
+                    "content-type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                ),
+                (signature::TIMESTAMP_HEADER.into(), ts.clone()),
+                (signature::SIGNATURE_HEADER.into(), sign(SECRET, &ts, body)),
+            ],
+            body: body.to_vec(),
+        }
+    }
+
+    fn actions_body() -> Vec<u8> {
+        serde_urlencoded::to_string([("payload", BLOCK_ACTIONS)])
+            .unwrap_or_default()
+            .into_bytes()
+    }
+
+    #[test]
+    fn signed_command_is_accepted() -> Result<(), InboundError> {
+        let a = adapter();
+        match a.inbound(RouteKind::Commands, &signed(SLASH, NOW - 5))? {
+            Inbound::Command(cmd) => {
+                assert_eq!(cmd.slash_command, "/demo");
+                assert_eq!(
+                    cmd.received_at,
+                    SystemTime::UNIX_EPOCH + Duration::from_secs(NOW)
+                );
+            }
+            other => panic!("expected a command, got {other:?}"),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn verification_failures_are_unauthorized() {
+        let a = adapter();
+        let stale = signed(SLASH, NOW - 301);
+        let mut tampered = signed(SLASH, NOW);
+        tampered.body.extend_from_slice(b"&text=run+rm");
+        let mut unsigned = signed(SLASH, NOW);
+        unsigned.headers.truncate(1);
+        let mut no_signature = signed(SLASH, NOW);
+        no_signature.headers.truncate(2);
+        for (name, request) in [
+            ("stale", stale),
+            ("tampered", tampered),
+            ("unsigned", unsigned),
+            ("no signature", no_signature),
+        ] {
+            for kind in [RouteKind::Commands, RouteKind::Actions] {
+                assert!(
+                    matches!(
+                        a.inbound(kind, &request),
+                        Err(InboundError::Unauthorized(_))
+                    ),
+                    "{name} {kind:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_but_signed_is_bad_request() {
+        let a = adapter();
+        let err = a.inbound(RouteKind::Commands, &signed(b"text=hello", NOW));
+        assert!(matches!(err, Err(InboundError::BadRequest(_))), "{err:?}");
+    }
+
+    #[test]
+    fn ssl_check_gets_an_empty_200_signed_or_not() -> Result<(), InboundError> {
+        let a = adapter();
+        let body = b"ssl_check=1&token=gIkuvaNzQIHg97ATvDxqgjtO";
+        let unsigned = InboundRequest {
+            body: body.to_vec(),
+            ..InboundRequest::default()
+        };
+        for request in [unsigned, signed(body, NOW)] {
+            match a.inbound(RouteKind::Commands, &request)? {
+                Inbound::Respond(r) => assert_eq!(r, HttpReply::empty()),
+                other => panic!("expected an empty 200, got {other:?}"),
+            }
+        }
+        // A signed ssl_check with a bad signature is still refused.
+        let mut forged = signed(body, NOW);
+        forged.headers[2].1 = sign("wrong", &NOW.to_string(), body);
+        assert!(a.inbound(RouteKind::Commands, &forged).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn button_click_acks_empty_and_command_acks_json() -> Result<(), Box<dyn std::error::Error>> {
+        let a = adapter();
+        let ack = Reply::ephemeral(Tone::Neutral, vec![Inline::Text("Queued".into())]);
+        let click = match a.inbound(RouteKind::Actions, &signed(&actions_body(), NOW))? {
+            Inbound::Command(c) => *c,
+            other => return Err(format!("expected a command, got {other:?}").into()),
+        };
+        assert!(click.via_button);
+        assert_eq!(a.ack(&click, &ack), HttpReply::empty());
+
+        let typed = match a.inbound(RouteKind::Commands, &signed(SLASH, NOW))? {
+            Inbound::Command(c) => *c,
+            other => return Err(format!("expected a command, got {other:?}").into()),
+        };
+        let http = a.ack(&typed, &ack);
+        assert_eq!(http.status, 200);
+        assert_eq!(http.content_type.as_deref(), Some("application/json"));
+        let body: serde_json::Value = serde_json::from_slice(&http.body)?;
+        assert_eq!(body["response_type"], "ephemeral");
+        assert_eq!(body["text"], "Queued");
+
+        let public = Reply::new(Visibility::InChannel, Tone::Neutral, vec![]);
+        let body: serde_json::Value = serde_json::from_slice(&a.ack(&typed, &public).body)?;
+        assert_eq!(body["response_type"], "in_channel");
+        assert!(body["text"].is_string());
+        Ok(())
+    }
+
+    #[test]
+    fn capabilities_follow_the_config() {
+        let a = adapter();
+        let caps = a.capabilities();
+        assert_eq!(caps.ack_deadline, Duration::from_secs(3));
+        assert_eq!(caps.followup_window, Some(Duration::from_secs(1800)));
+        assert_eq!(caps.followup_uses, Some(5));
+        assert_eq!(caps.markup, Markup::SlackMrkdwn);
+        assert!(!caps.bot_api);
+        let mut config = SlackConfig::new(SECRET);
+        config.bot_token = Some("xoxb-1".into());
+        let with_bot = SlackAdapter::new(
+            config,
+            Arc::new(chatops_core::SystemClock),
+            reqwest::Client::new(),
+        );
+        assert!(with_bot.capabilities().bot_api);
+        assert_eq!(a.platform().as_str(), "slack");
+        let paths: Vec<_> = a.routes().into_iter().map(|r| (r.path, r.kind)).collect();
+        assert_eq!(
+            paths,
+            vec![
+                ("/slack/commands".to_owned(), RouteKind::Commands),
+                ("/slack/actions".to_owned(), RouteKind::Actions)
+            ]
+        );
+    }
+}
