@@ -250,6 +250,36 @@ pub fn omitted_note(omitted_chars: usize, omitted_bytes: u64) -> Option<String> 
     }
 }
 
+/// What a reply says instead of an empty block when the job printed nothing.
+pub const NOTHING_PRINTED: &str = "The job printed nothing.";
+
+/// Job output fitted to a platform's budget, as every adapter shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FittedOutput<'a> {
+    /// The kept end of the output, unescaped; `None` when the job printed nothing.
+    pub kept: Option<&'a str>,
+    /// What was left out ([`omitted_note`]), if anything.
+    pub note: Option<String>,
+}
+
+/// Fits `output` into `budget` (costs per char, e.g. escaped lengths) keeping its end. Blank
+/// lines at either end are dropped first: in a preformatted block they only cost space.
+pub fn fit_output(
+    output: &OutputBlock,
+    budget: usize,
+    cost: impl Fn(char) -> usize,
+) -> FittedOutput<'_> {
+    let text = output
+        .text
+        .trim_start_matches(['\n', '\r'])
+        .trim_end_matches(char::is_whitespace);
+    let (kept, omitted) = tail_within(text, budget, cost);
+    FittedOutput {
+        kept: (!kept.trim().is_empty()).then_some(kept),
+        note: omitted_note(omitted, output.omitted_bytes),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +313,34 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(12)), "12ms");
         assert_eq!(format_duration(Duration::from_millis(4200)), "4.2s");
         assert_eq!(format_duration(Duration::from_secs(3723)), "1h 2m 3s");
+    }
+
+    #[test]
+    fn fit_output_trims_blank_edges_and_notes_cuts() {
+        let output = OutputBlock {
+            text: "\n\nfirst\nsecond\nthird\n\n".into(),
+            omitted_bytes: 0,
+        };
+        let all = fit_output(&output, 100, |_| 1);
+        assert_eq!(all.kept, Some("first\nsecond\nthird"));
+        assert_eq!(all.note, None);
+        let cut = fit_output(&output, 8, |_| 1);
+        assert_eq!(cut.kept, Some("third"));
+        assert_eq!(
+            cut.note.as_deref(),
+            Some("… 13 characters of earlier output left out")
+        );
+        let blank = OutputBlock {
+            text: " \n\n".into(),
+            omitted_bytes: 0,
+        };
+        let empty = fit_output(&blank, 10, |_| 1);
+        assert_eq!(
+            empty,
+            FittedOutput {
+                kept: None,
+                note: None
+            }
+        );
     }
 }

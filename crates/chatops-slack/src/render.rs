@@ -15,8 +15,8 @@
 //!   it is what notifications, screen readers and block-less clients show. `blocks` carry the
 //!   same content laid out, plus buttons, and are only sent when there is output or a button.
 
-use chatops_core::reply::{omitted_note, tail_within};
-use chatops_core::{Action, Inline, OutputBlock, Reply, Tone, Visibility};
+use chatops_core::reply::{fit_output, NOTHING_PRINTED as NOTHING};
+use chatops_core::{Action, Inline, Reply, Tone, Visibility};
 use serde_json::{json, Value};
 
 /// The most characters a section block's text may hold.
@@ -38,9 +38,6 @@ const MAX_BUTTONS: usize = 25;
 const BUTTON_TEXT_MAX: usize = 75;
 const BUTTON_VALUE_MAX: usize = 2000;
 const CONFIRM_TEXT_MAX: usize = 300;
-
-/// What a job that printed nothing shows instead of an empty block.
-pub const NOTHING_PRINTED: &str = "_The job printed nothing._";
 
 /// A zero-width space, put between two backticks in preformatted output so that output
 /// containing ``` cannot close the block early (mrkdwn has no backslash escapes).
@@ -262,26 +259,6 @@ fn chunk_lines(text: &str, budget: usize, cost: impl Fn(char) -> usize) -> Vec<&
     chunks
 }
 
-/// Job output, fitted: what is shown and what was left out.
-struct FittedOutput<'a> {
-    /// The kept end of the output, unescaped; `None` when the job printed nothing.
-    kept: Option<&'a str>,
-    note: Option<String>,
-}
-
-fn fit_output(output: &OutputBlock) -> FittedOutput<'_> {
-    // Blank lines at either end only cost space in a preformatted block.
-    let text = output
-        .text
-        .trim_start_matches(['\n', '\r'])
-        .trim_end_matches(char::is_whitespace);
-    let (kept, omitted) = tail_within(text, OUTPUT_BUDGET, code_cost);
-    FittedOutput {
-        kept: (!kept.is_empty()).then_some(kept),
-        note: omitted_note(omitted, output.omitted_bytes),
-    }
-}
-
 fn fence(escaped: &str) -> String {
     format!("```\n{escaped}\n```")
 }
@@ -368,7 +345,11 @@ pub fn render_message(reply: &Reply) -> Value {
         };
     }
 
-    let fitted = reply.output.as_ref().map(fit_output);
+    let fitted = reply
+        .output
+        .as_ref()
+        .map(|o| fit_output(o, OUTPUT_BUDGET, code_cost));
+    let nothing_printed = format!("_{NOTHING}_");
     let note = fitted
         .as_ref()
         .and_then(|f| f.note.as_deref())
@@ -385,7 +366,7 @@ pub fn render_message(reply: &Reply) -> Value {
     if let Some(f) = &fitted {
         text_parts.push(match f.kept {
             Some(kept) => fence(&escape_code(kept)),
-            None => NOTHING_PRINTED.to_owned(),
+            None => nothing_printed.clone(),
         });
     }
     let mut text = text_parts.join("\n");
@@ -416,7 +397,7 @@ pub fn render_message(reply: &Reply) -> Value {
                     tail_blocks.push(section(fence(&escape_code(chunk))));
                 }
             }
-            None => tail_blocks.push(section(NOTHING_PRINTED.to_owned())),
+            None => tail_blocks.push(section(nothing_printed)),
         }
     }
     if let Some(actions) = actions_block(&reply.actions) {
@@ -437,7 +418,7 @@ pub fn render_message(reply: &Reply) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatops_core::UserId;
+    use chatops_core::{OutputBlock, UserId};
 
     fn reply(summary: Vec<Inline>) -> Reply {
         Reply::new(Visibility::InChannel, Tone::Neutral, summary)
@@ -554,8 +535,9 @@ mod tests {
     fn empty_output_says_nothing_was_printed() {
         for empty in ["", "\n\n", "  \n"] {
             let m = render_message(&with_output(empty));
-            assert!(text_of(&m).ends_with(NOTHING_PRINTED), "{empty:?}");
-            assert!(block_texts(&m).contains(&NOTHING_PRINTED.to_owned()));
+            let expected = "_The job printed nothing._";
+            assert!(text_of(&m).ends_with(expected), "{empty:?}");
+            assert!(block_texts(&m).contains(&expected.to_owned()));
         }
     }
 
