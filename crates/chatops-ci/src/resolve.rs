@@ -1,0 +1,265 @@
+//! Resolution on the merged raw tree, in GitLab's order: `extends:` (GitLab's
+//! `Config::Extendable`), then `!reference` tags (`Config::Yaml::Tags::Resolver`).
+
+use std::collections::HashMap;
+
+use crate::load::Loaded;
+use crate::yaml::{find_line, Raw, RawMap};
+use crate::CiError;
+
+/// Most ancestors along one `extends` chain (GitLab's `MAX_NESTING_LEVELS`).
+const MAX_EXTENDS_NESTING: usize = 10;
+/// Most nested `!reference` resolutions.
+const MAX_REFERENCE_NESTING: usize = 10;
+
+/// Applies `extends` then `!reference` to `loaded.root`.
+pub(crate) fn resolve(loaded: &mut Loaded) -> Result<(), CiError> {
+    extends(loaded)?;
+    references(loaded)?;
+    Ok(())
+}
+
+fn locate(loaded: &Loaded, key: &str, sub: Option<&str>) -> (String, Option<usize>) {
+    let idx = loaded.origins.get(key).copied().unwrap_or(0);
+    match loaded.files.get(idx) {
+        Some(f) => {
+            let line = match sub {
+                Some(s) => find_line(&f.text, &[key, s]).or_else(|| find_line(&f.text, &[key])),
+                None => find_line(&f.text, &[key]),
+            };
+            (f.path.clone(), line)
+        }
+        None => (String::new(), None),
+    }
+}
+
+fn extends_keys(value: &Raw) -> Option<Vec<String>> {
+    let m = value.as_map()?;
+    match m.get("extends")? {
+        Raw::Seq(items) => Some(items.iter().filter_map(Raw::scalar_string).collect()),
+        other => other.scalar_string().map(|s| vec![s]),
+    }
+}
+
+enum ExtendsError {
+    Fatal(String),
+    /// The chain reaches a key that is not defined, and includes were skipped: only the jobs
+    /// on this chain are affected.
+    Unknown(String),
+}
+
+fn extends(loaded: &mut Loaded) -> Result<(), CiError> {
+    let keys: Vec<String> = loaded.root.keys().cloned().collect();
+    let mut done: HashMap<String, Raw> = HashMap::new();
+    let lenient = !loaded.unsupported.is_empty();
+    for key in &keys {
+        let mut ancestors = Vec::new();
+        match extend_one(&loaded.root, key, &mut ancestors, &mut done, lenient) {
+            Ok(_) => {}
+            Err(ExtendsError::Fatal(msg)) => {
+                let (file, line) = locate(loaded, key, Some("extends"));
+                return Err(CiError::Invalid {
+                    file,
+                    line,
+                    message: msg,
+                });
+            }
+            Err(ExtendsError::Unknown(msg)) => {
+                loaded.broken.insert(key.clone(), msg);
+            }
+        }
+    }
+    for (key, value) in done {
+        loaded.root.insert(key, value);
+    }
+    Ok(())
+}
+
+fn extend_one(
+    root: &RawMap,
+    key: &str,
+    ancestors: &mut Vec<String>,
+    done: &mut HashMap<String, Raw>,
+    lenient: bool,
+) -> Result<Raw, ExtendsError> {
+    if let Some(v) = done.get(key) {
+        return Ok(v.clone());
+    }
+    let value = root.get(key).cloned().unwrap_or(Raw::Null);
+    let Some(parents) = extends_keys(&value) else {
+        return Ok(value);
+    };
+    let unknown: Vec<&str> = parents
+        .iter()
+        .filter(|p| !root.contains_key(p))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        let msg = format!("{key}: unknown keys in `extends` ({})", unknown.join(", "));
+        return Err(if lenient {
+            ExtendsError::Unknown(format!(
+                "{msg}; they may come from an include chatops cannot read"
+            ))
+        } else {
+            ExtendsError::Fatal(msg)
+        });
+    }
+    let invalid: Vec<&str> = parents
+        .iter()
+        .filter(|p| !matches!(root.get(p), Some(Raw::Map(_))))
+        .map(String::as_str)
+        .collect();
+    if !invalid.is_empty() {
+        return Err(ExtendsError::Fatal(format!(
+            "{key}: invalid base hashes in `extends` ({})",
+            invalid.join(", ")
+        )));
+    }
+    if ancestors.len() > MAX_EXTENDS_NESTING {
+        return Err(ExtendsError::Fatal(format!(
+            "{key}: nesting too deep in `extends`"
+        )));
+    }
+    if ancestors.iter().any(|a| a == key) {
+        return Err(ExtendsError::Fatal(format!(
+            "{key}: circular dependency detected in `extends`"
+        )));
+    }
+    ancestors.push(key.to_string());
+    let mut merged = RawMap::new();
+    for parent in &parents {
+        if let Raw::Map(base) = extend_one(root, parent, ancestors, done, lenient)? {
+            merged.deep_merge(base);
+        }
+    }
+    ancestors.pop();
+    if let Raw::Map(own) = value {
+        merged.deep_merge(own);
+    }
+    let result = Raw::Map(merged);
+    done.insert(key.to_string(), result.clone());
+    Ok(result)
+}
+
+fn references(loaded: &mut Loaded) -> Result<(), CiError> {
+    let lenient = !loaded.unsupported.is_empty();
+    let keys: Vec<String> = loaded.root.keys().cloned().collect();
+    let snapshot = loaded.root.clone();
+    // Bounds what references can multiply (ten levels of lists of references would otherwise
+    // grow exponentially).
+    let mut budget = crate::yaml::MAX_NODES;
+    for key in keys {
+        let Some(value) = loaded.root.get(&key).cloned() else {
+            continue;
+        };
+        if !contains_tag(&value, 0) {
+            continue;
+        }
+        match resolve_value(&snapshot, value, 0, &mut budget) {
+            Ok(v) => loaded.root.insert(key, v),
+            Err(RefError::Missing(msg)) if lenient => {
+                loaded.broken.insert(
+                    key.clone(),
+                    format!("{msg}; it may come from an include chatops cannot read"),
+                );
+            }
+            Err(RefError::Missing(msg)) | Err(RefError::Fatal(msg)) => {
+                let (file, line) = locate(loaded, &key, None);
+                return Err(CiError::Invalid {
+                    file,
+                    line,
+                    message: msg,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn contains_tag(raw: &Raw, depth: usize) -> bool {
+    if depth > crate::yaml::MAX_DEPTH {
+        return false;
+    }
+    match raw {
+        Raw::Tagged(..) => true,
+        Raw::Seq(items) => items.iter().any(|i| contains_tag(i, depth + 1)),
+        Raw::Map(m) => m.iter().any(|(_, v)| contains_tag(v, depth + 1)),
+        _ => false,
+    }
+}
+
+enum RefError {
+    Missing(String),
+    Fatal(String),
+}
+
+fn show_path(path: &[String]) -> String {
+    let quoted: Vec<String> = path.iter().map(|p| format!("{p:?}")).collect();
+    format!("!reference [{}]", quoted.join(", "))
+}
+
+fn resolve_value(
+    root: &RawMap,
+    raw: Raw,
+    nesting: usize,
+    budget: &mut usize,
+) -> Result<Raw, RefError> {
+    if *budget == 0 {
+        return Err(RefError::Fatal(
+            "!reference tags expand to too many values; simplify them".into(),
+        ));
+    }
+    *budget -= 1;
+    Ok(match raw {
+        Raw::Tagged(tag, inner) if tag == "reference" => {
+            let path: Vec<String> = match *inner {
+                Raw::Seq(items) => items.iter().filter_map(Raw::scalar_string).collect(),
+                _ => Vec::new(),
+            };
+            if path.is_empty() {
+                return Err(RefError::Fatal(
+                    "!reference needs an array of keys, like !reference [.job, script]".into(),
+                ));
+            }
+            if nesting >= MAX_REFERENCE_NESTING {
+                return Err(RefError::Fatal(format!(
+                    "{}: too many nested references (at most {MAX_REFERENCE_NESTING})",
+                    show_path(&path)
+                )));
+            }
+            let mut cur: Option<&Raw> = None;
+            for (i, part) in path.iter().enumerate() {
+                cur = if i == 0 {
+                    root.get(part)
+                } else {
+                    cur.and_then(Raw::as_map).and_then(|m| m.get(part))
+                };
+            }
+            match cur {
+                Some(found) => resolve_value(root, found.clone(), nesting + 1, budget)?,
+                None => {
+                    return Err(RefError::Missing(format!(
+                        "{} could not be found",
+                        show_path(&path)
+                    )))
+                }
+            }
+        }
+        // Other tags: GitLab knows only !reference; keep the value.
+        Raw::Tagged(_, inner) => resolve_value(root, *inner, nesting, budget)?,
+        Raw::Seq(items) => Raw::Seq(
+            items
+                .into_iter()
+                .map(|i| resolve_value(root, i, nesting, budget))
+                .collect::<Result<_, _>>()?,
+        ),
+        Raw::Map(m) => {
+            let mut out = RawMap::new();
+            for (k, v) in m {
+                out.insert(k, resolve_value(root, v, nesting, budget)?);
+            }
+            Raw::Map(out)
+        }
+        other => other,
+    })
+}
