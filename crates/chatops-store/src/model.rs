@@ -156,7 +156,8 @@ pub enum Recorded {
         job: Option<JobId>,
     },
     /// The platform delivered this command before (same request id): it was logged as a
-    /// duplicate and nothing else happened. `job` is the job the first delivery created.
+    /// duplicate and nothing else happened. `job` is the job the first delivery created (or,
+    /// for a `play`/`cancel`, named), so the caller can ack with it.
     Duplicate {
         command: CommandId,
         original: CommandId,
@@ -165,7 +166,7 @@ pub enum Recorded {
 }
 
 impl Recorded {
-    /// The job the command created (or, for a duplicate, the one its first delivery created).
+    /// The job the command created; for a duplicate, the job of its first delivery.
     pub fn job(&self) -> Option<JobId> {
         match self {
             Recorded::New { job, .. } | Recorded::Duplicate { job, .. } => *job,

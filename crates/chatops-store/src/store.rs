@@ -36,8 +36,9 @@ pub struct Store {
 pub struct StoreStats {
     /// Requests run.
     pub requests: u64,
-    /// Transactions committed; each holds one or more requests.
-    pub commits: u64,
+    /// Transactions run, one per batch of one or more requests. Fewer transactions than
+    /// requests means group commit is sharing commits.
+    pub transactions: u64,
     /// The most requests one transaction held.
     pub largest_batch: u64,
 }
@@ -82,7 +83,7 @@ impl Store {
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             requests: self.shared.requests.load(Ordering::Relaxed),
-            commits: self.shared.commits.load(Ordering::Relaxed),
+            transactions: self.shared.transactions.load(Ordering::Relaxed),
             largest_batch: self.shared.largest_batch.load(Ordering::Relaxed),
         }
     }

@@ -746,38 +746,51 @@ async fn concurrent_requests_are_all_answered_in_few_commits() -> TestResult {
 
     let stats = store.stats();
     let requests = stats.requests - before.requests;
-    let commits = stats.commits - before.commits;
+    let transactions = stats.transactions - before.transactions;
     assert_eq!(requests, u64::try_from(TASKS + 1)?);
     assert!(
-        commits <= 3,
-        "{requests} requests took {commits} commits: they were not grouped"
+        transactions <= 3,
+        "{requests} requests took {transactions} transactions: they were not grouped"
     );
     assert!(stats.largest_batch > 1);
     assert_eq!(store.recent_jobs(1000).await?.len(), TASKS);
     Ok(())
 }
 
+/// A request that writes, then fails.
+async fn clobber_then_fail(store: &Store) -> Result<(), StoreError> {
+    store
+        .call_for_test(|conn| {
+            conn.execute("UPDATE jobs SET input = 'clobbered'", [])?;
+            Err::<(), _>(StoreError::Corrupt("deliberate".into()))
+        })
+        .await
+}
+
 #[tokio::test]
-async fn a_failing_request_does_not_spoil_its_batch() -> TestResult {
+async fn a_failing_request_undoes_its_writes_alone_or_in_a_batch() -> TestResult {
     let dir = TempDir::new()?;
     let store = open(&dir)?;
+    let existing = create_job(&store, "existing").await?;
+
+    // Alone in its transaction.
+    assert!(matches!(
+        clobber_then_fail(&store).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    let job = store.job(existing).await?.ok_or("job missing")?;
+    assert_eq!(job.input, "staging\nsecond line");
+
+    // In a batch with a good request.
     let hold = {
         let store = store.clone();
         tokio::spawn(async move { hold_thread(&store, Duration::from_millis(200)).await })
     };
-    // Let the holding request reach the thread first.
+    // Let the holding request reach the thread first, so the next two queue up together.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let bad = {
         let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .call_for_test(|conn| {
-                    // Writes, then fails: its write must be undone, the others' kept.
-                    conn.execute("UPDATE jobs SET input = 'clobbered'", [])?;
-                    Err::<(), _>(StoreError::Corrupt("deliberate".into()))
-                })
-                .await
-        })
+        tokio::spawn(async move { clobber_then_fail(&store).await })
     };
     let good = {
         let store = store.clone();
@@ -785,14 +798,33 @@ async fn a_failing_request_does_not_spoil_its_batch() -> TestResult {
     };
     hold.await??;
     assert!(matches!(bad.await?, Err(StoreError::Corrupt(_))));
-    let id = good.await??;
+    let added = good.await??;
     let stats = store.stats();
     assert!(
         stats.largest_batch >= 2,
         "bad and good shared a batch: {stats:?}"
     );
-    let job = store.job(id).await?.ok_or("the good request was lost")?;
-    assert_eq!(job.input, "staging\nsecond line");
+    let job = store.job(existing).await?.ok_or("job missing")?;
+    assert_eq!(
+        job.input, "staging\nsecond line",
+        "the failed write was undone"
+    );
+    assert!(
+        store.job(added).await?.is_some(),
+        "the good request of the batch was kept"
+    );
+    Ok(())
+}
+
+#[test]
+fn handles_and_their_futures_can_cross_threads() -> TestResult {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let dir = TempDir::new()?;
+    let store = open(&dir)?;
+    send_sync(&store);
+    send(&store.record_command(accepted(None), None));
+    send(&store.claim_due_replies(t(0), Duration::ZERO, None, 1));
     Ok(())
 }
 
@@ -863,8 +895,8 @@ async fn records_per_second(tasks: usize, total: usize) -> Result<f64, Box<dyn s
     let stats = store.stats();
     let rate = (per_task * tasks) as f64 / elapsed;
     println!(
-        "{tasks:>2} task(s): {rate:>8.0} records/s ({} requests in {} commits)",
-        stats.requests, stats.commits
+        "{tasks:>2} task(s): {rate:>8.0} records/s ({} requests in {} transactions)",
+        stats.requests, stats.transactions
     );
     Ok(rate)
 }
