@@ -1,0 +1,340 @@
+//! The Mattermost adapter: implements [`chatops_core::ChatAdapter`] for Mattermost custom slash
+//! commands and interactive buttons.
+//!
+//! # Layout
+//! - [`config`]: [`MattermostConfig`], the `mattermost:` config section.
+//! - `inbound`: token checks, slash-command forms and button callbacks → [`ChatCommand`]s.
+//! - [`render`]: [`Reply`] → Markdown `text` + a coloured attachment, fitted to the post limit.
+//! - `deliver`: `response_url` and `POST /api/v4/posts`, failures classified for retries.
+//! - [`MattermostAdapter`]: ties them together behind the trait.
+//!
+//! Routes: `POST /mattermost/commands` ([`RouteKind::Commands`]: form body or query string,
+//! token in `Authorization: Token …` and/or the `token` field) and `POST /mattermost/actions`
+//! ([`RouteKind::Actions`]: button callbacks, JSON). Mattermost does not sign button callbacks,
+//! so each button's context carries an HMAC of its command line keyed with a command token.
+//!
+//! Buttons need two things the `mattermost:` section alone does not give: the server's public
+//! URL (Mattermost posts clicks there; see [`MattermostAdapter::with_public_url`]) and a bot
+//! token (a click has no `response_url`, so its reply goes through the API).
+
+pub mod config;
+mod deliver;
+mod error;
+mod inbound;
+pub mod render;
+
+pub use config::MattermostConfig;
+pub use error::MattermostError;
+pub use inbound::PLATFORM;
+
+use chatops_core::{
+    BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HttpReply, Inbound,
+    InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget, Route, RouteKind, Via,
+};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The path Mattermost posts button clicks to.
+pub const ACTIONS_PATH: &str = "/mattermost/actions";
+
+/// Mattermost as a chat platform. Holds no mutable state.
+pub struct MattermostAdapter {
+    config: MattermostConfig,
+    clock: Arc<dyn Clock>,
+    http: reqwest::Client,
+    allowed_hosts: Vec<String>,
+    actions_url: Option<String>,
+}
+
+impl MattermostAdapter {
+    /// An adapter for `config`; `clock` stamps commands, `http` posts replies.
+    pub fn new(config: MattermostConfig, clock: Arc<dyn Clock>, http: reqwest::Client) -> Self {
+        let allowed_hosts = config.allowed_hosts();
+        MattermostAdapter {
+            config,
+            clock,
+            http,
+            allowed_hosts,
+            actions_url: None,
+        }
+    }
+
+    /// Turns buttons on: `public_url` is this server's address as Mattermost reaches it
+    /// (`server.public_url`); clicks are posted to `{public_url}/mattermost/actions`. Buttons
+    /// also need `bot_token`, since a click's reply can only go through the API.
+    pub fn with_public_url(mut self, public_url: &str) -> Self {
+        self.actions_url = Some(format!(
+            "{}{ACTIONS_PATH}",
+            public_url.trim_end_matches('/')
+        ));
+        self
+    }
+
+    /// The configuration this adapter runs with.
+    pub fn config(&self) -> &MattermostConfig {
+        &self.config
+    }
+
+    /// Button settings when buttons can work (public URL, a token to sign with, a bot token).
+    fn buttons(&self) -> Option<render::Buttons<'_>> {
+        let url = self.actions_url.as_deref()?;
+        let key = self.config.tokens().next()?;
+        self.config.bot_token()?;
+        Some(render::Buttons { url, key })
+    }
+
+    fn render_reply(&self, reply: &Reply) -> serde_json::Value {
+        render::render_message(reply, self.config.max_message_chars, self.buttons())
+    }
+}
+
+fn to_inbound_error(error: MattermostError) -> InboundError {
+    match error {
+        MattermostError::Malformed(_) | MattermostError::Config(_) => {
+            InboundError::BadRequest(error.to_string())
+        }
+        MattermostError::MissingToken
+        | MattermostError::BadToken
+        | MattermostError::BadActionSignature => InboundError::Unauthorized(error.to_string()),
+    }
+}
+
+impl ChatAdapter for MattermostAdapter {
+    fn platform(&self) -> PlatformId {
+        PlatformId::new(PLATFORM)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            // Mattermost waits longer by default, but answering as fast as Slack costs nothing
+            // and keeps one promise for every platform.
+            ack_deadline: Duration::from_secs(3),
+            followup_window: Some(Duration::from_secs(30 * 60)),
+            followup_uses: Some(5),
+            max_message_chars: self.config.max_message_chars,
+            markup: Markup::Markdown,
+            buttons: self.buttons().is_some(),
+            // The API could edit posts and reply in threads, but this adapter does neither yet.
+            message_edits: false,
+            threads: false,
+            ephemeral: true,
+            bot_api: self.config.bot_token().is_some(),
+        }
+    }
+
+    fn routes(&self) -> Vec<Route> {
+        vec![
+            Route {
+                path: "/mattermost/commands".into(),
+                kind: RouteKind::Commands,
+            },
+            Route {
+                path: ACTIONS_PATH.into(),
+                kind: RouteKind::Actions,
+            },
+        ]
+    }
+
+    fn inbound(&self, kind: RouteKind, request: &InboundRequest) -> Result<Inbound, InboundError> {
+        let now = self.clock.now();
+        let command = match kind {
+            RouteKind::Commands => inbound::parse_command(request, self.config.tokens(), now),
+            RouteKind::Actions => inbound::parse_action(&request.body, self.config.tokens(), now),
+        }
+        .map_err(to_inbound_error)?;
+        Ok(Inbound::Command(Box::new(command)))
+    }
+
+    /// Slash commands get the rendered response (200, JSON, explicit `response_type`). Button
+    /// clicks get an interactive-message response: the ack as `ephemeral_text` for the clicker.
+    fn ack(&self, command: &ChatCommand, ack: &Reply) -> HttpReply {
+        if command.via_button {
+            let text = render::markdown(&ack.summary);
+            return HttpReply::json(&if text.trim().is_empty() {
+                json!({})
+            } else {
+                json!({"ephemeral_text": text, "skip_slack_parsing": true})
+            });
+        }
+        HttpReply::json(&self.render_reply(ack))
+    }
+
+    fn render(&self, reply: &Reply) -> serde_json::Value {
+        self.render_reply(reply)
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        target: &'a ReplyTarget,
+        reply: &'a Reply,
+        via: Via,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let message = self.render_reply(reply);
+            match via {
+                Via::ResponseUrl => {
+                    deliver::via_response_url(&self.http, &self.allowed_hosts, target, &message)
+                        .await
+                }
+                Via::BotApi => {
+                    let base = self.config.base_url().ok_or_else(|| {
+                        DeliveryError::permanent(format!(
+                            "mattermost.url `{}` is not usable",
+                            self.config.url
+                        ))
+                    })?;
+                    deliver::via_bot_api(
+                        &self.http,
+                        base,
+                        self.config.bot_token(),
+                        target,
+                        reply.visibility,
+                        &message,
+                    )
+                    .await
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatops_core::{FixedClock, Inline, Tone, Visibility};
+    use std::time::SystemTime;
+
+    const SLASH: &[u8] = include_bytes!("../tests/fixtures/slash_command.txt");
+    const TOKEN: &str = "xr3j5x3p4pfk7rmoepd5d4w5xq";
+
+    fn adapter(bot: bool) -> MattermostAdapter {
+        let mut config = MattermostConfig::new("https://chat.example.com", TOKEN);
+        if bot {
+            config.bot_token = Some("bot".into());
+        }
+        MattermostAdapter::new(
+            config,
+            Arc::new(FixedClock(SystemTime::UNIX_EPOCH)),
+            reqwest::Client::new(),
+        )
+        .with_public_url("https://chatops.example.com/")
+    }
+
+    fn command(a: &MattermostAdapter, body: &[u8]) -> Result<ChatCommand, String> {
+        let request = InboundRequest {
+            body: body.to_vec(),
+            ..InboundRequest::default()
+        };
+        match a.inbound(RouteKind::Commands, &request) {
+            Ok(Inbound::Command(c)) => Ok(*c),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn verified_command_and_its_ack() -> Result<(), Box<dyn std::error::Error>> {
+        let a = adapter(false);
+        let cmd = command(&a, SLASH)?;
+        assert_eq!(cmd.slash_command, "/demo");
+        let ack = Reply::ephemeral(Tone::Neutral, vec![Inline::Text("Queued".into())]);
+        let http = a.ack(&cmd, &ack);
+        assert_eq!(http.status, 200);
+        assert_eq!(http.content_type.as_deref(), Some("application/json"));
+        let body: serde_json::Value = serde_json::from_slice(&http.body)?;
+        assert_eq!(body["response_type"], "ephemeral");
+        assert_eq!(body["text"], "Queued");
+        assert_eq!(body["skip_slack_parsing"], true);
+        let public = Reply::new(Visibility::InChannel, Tone::Neutral, vec![]);
+        let body: serde_json::Value = serde_json::from_slice(&a.ack(&cmd, &public).body)?;
+        assert_eq!(body["response_type"], "in_channel");
+        assert!(!body["text"].as_str().unwrap_or_default().is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn bad_tokens_are_unauthorized_and_bad_forms_bad_requests() {
+        let a = adapter(false);
+        let request = InboundRequest {
+            body: b"token=wrong&command=%2Fdemo&user_id=U&channel_id=C".to_vec(),
+            ..InboundRequest::default()
+        };
+        assert!(matches!(
+            a.inbound(RouteKind::Commands, &request),
+            Err(InboundError::Unauthorized(_))
+        ));
+        let request = InboundRequest {
+            body: format!("token={TOKEN}&user_id=U").into_bytes(),
+            ..InboundRequest::default()
+        };
+        assert!(matches!(
+            a.inbound(RouteKind::Commands, &request),
+            Err(InboundError::BadRequest(_))
+        ));
+        let forged = InboundRequest {
+            body: br#"{"user_id":"U","channel_id":"C","context":{"command":"/demo run x","sig":"00"}}"#.to_vec(),
+            ..InboundRequest::default()
+        };
+        assert!(matches!(
+            a.inbound(RouteKind::Actions, &forged),
+            Err(InboundError::Unauthorized(_))
+        ));
+    }
+
+    #[test]
+    fn buttons_need_a_public_url_and_a_bot_token() -> Result<(), Box<dyn std::error::Error>> {
+        assert!(!adapter(false).capabilities().buttons);
+        let a = adapter(true);
+        let caps = a.capabilities();
+        assert!(caps.buttons && caps.bot_api);
+        assert_eq!(caps.max_message_chars, 16383);
+        assert_eq!(caps.markup, Markup::Markdown);
+
+        // A rendered button round-trips through /mattermost/actions.
+        let mut reply = Reply::new(Visibility::InChannel, Tone::Neutral, vec![]);
+        reply.actions = vec![chatops_core::Action {
+            label: "Play".into(),
+            command: "/demo play 7".into(),
+            danger: false,
+        }];
+        let rendered = a.render(&reply);
+        let button = &rendered["attachments"][0]["actions"][0];
+        assert_eq!(
+            button["integration"]["url"],
+            "https://chatops.example.com/mattermost/actions"
+        );
+        let click = serde_json::json!({
+            "user_id": "U1", "channel_id": "C1", "post_id": "P1", "trigger_id": "T1",
+            "context": button["integration"]["context"],
+        });
+        let request = InboundRequest {
+            body: click.to_string().into_bytes(),
+            ..InboundRequest::default()
+        };
+        let Inbound::Command(cmd) = a.inbound(RouteKind::Actions, &request)? else {
+            return Err("expected a command".into());
+        };
+        assert!(cmd.via_button);
+        assert_eq!(cmd.text, "play 7");
+        let ack = Reply::ephemeral(Tone::Neutral, vec![Inline::Text("Playing #7".into())]);
+        let body: serde_json::Value = serde_json::from_slice(&a.ack(&cmd, &ack).body)?;
+        assert_eq!(body["ephemeral_text"], "Playing #7");
+        Ok(())
+    }
+
+    #[test]
+    fn routes() {
+        let paths: Vec<_> = adapter(false)
+            .routes()
+            .into_iter()
+            .map(|r| (r.path, r.kind))
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                ("/mattermost/commands".to_owned(), RouteKind::Commands),
+                ("/mattermost/actions".to_owned(), RouteKind::Actions)
+            ]
+        );
+    }
+}
