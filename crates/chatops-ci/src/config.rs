@@ -287,6 +287,35 @@ fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Vec<Str
         .collect()
 }
 
+/// A job that is listed but cannot run (its definition is out of reach or unusable).
+fn placeholder_job(name: &str) -> Job {
+    Job {
+        name: name.to_string(),
+        before_script: Vec::new(),
+        script: Vec::new(),
+        after_script: Vec::new(),
+        timeout: None,
+        resource_group: None,
+        when: When::OnSuccess,
+        allow_failure: false,
+        stage: None,
+    }
+}
+
+fn broken_spec(reason: String) -> JobSpec {
+    JobSpec {
+        variables: Vec::new(),
+        inherit_variables: crate::job::Inherit::All,
+        filter: Filter::OnlyExcept {
+            only: None,
+            except: None,
+        },
+        allow_failure_declared: None,
+        start_in: None,
+        broken: Some(reason),
+    }
+}
+
 /// Phase two: the resolved raw tree into a [`CiConfig`].
 pub(crate) fn build(loaded: Loaded, source: &dyn crate::Source) -> Result<CiConfig, CiError> {
     let Loaded {
@@ -297,6 +326,8 @@ pub(crate) fn build(loaded: Loaded, source: &dyn crate::Source) -> Result<CiConf
         unsupported,
         broken,
         listing,
+        order,
+        placeholders,
     } = loaded;
     let main_file = files.first().map(|f| f.path.clone()).unwrap_or_default();
     // The file and line of a key path, for messages.
@@ -393,44 +424,53 @@ pub(crate) fn build(loaded: Loaded, source: &dyn crate::Source) -> Result<CiConf
     let mut specs = Vec::new();
     let mut by_name = HashMap::new();
     let mut hidden = Vec::new();
-    for (name, value) in root.iter() {
+    for name in &order {
         if RESERVED.contains(&name.as_str()) {
             continue;
         }
+        let Some(value) = root.get(name) else {
+            if let Some(reason) = placeholders.get(name) {
+                by_name.insert(name.clone(), jobs.len());
+                jobs.push(placeholder_job(name));
+                specs.push(broken_spec(reason.clone()));
+            }
+            continue;
+        };
         if name.starts_with('.') {
             hidden.push(name.clone());
             continue;
         }
-        let map = match value {
-            Raw::Map(m) => m,
-            Raw::Null => {
-                return Err(invalid(
-                    &[name],
-                    format!("jobs:{name} config can't be blank"),
-                ))
-            }
-            other => {
-                return Err(invalid(
-                    &[name],
-                    format!("jobs:{name} config should be a hash, not {}", other.kind()),
-                ))
-            }
+        let parsed = match value {
+            Raw::Map(m) => parse_job(name, m, &defaults, &unsupported),
+            Raw::Null => Err((
+                format!("jobs:{name} config can't be blank"),
+                vec![name.clone()],
+            )),
+            other => Err((
+                format!("jobs:{name} config should be a hash, not {}", other.kind()),
+                vec![name.clone()],
+            )),
         };
-        let (job, mut spec) = match parse_job(name, map, &defaults, &unsupported) {
-            Ok(parsed) => parsed,
-            Err((message, path)) => {
+        let (job, spec) = match (parsed, broken.get(name)) {
+            (Ok((job, mut spec)), reason) => {
+                if let Some(reason) = reason {
+                    spec.broken = Some(reason.clone());
+                }
+                (job, spec)
+            }
+            // The job is already known to be unusable (an unknown `extends`, a missing
+            // `!reference`): what else is wrong with it should not fail the whole file.
+            (Err(_), Some(reason)) => (placeholder_job(name), broken_spec(reason.clone())),
+            (Err((message, path)), None) => {
                 let path: Vec<&str> = path.iter().map(String::as_str).collect();
                 return Err(invalid(&path, message));
             }
         };
-        if let Some(reason) = broken.get(name) {
-            spec.broken = Some(reason.clone());
-        }
         by_name.insert(name.clone(), jobs.len());
         jobs.push(job);
         specs.push(spec);
     }
-    if jobs.is_empty() && hidden.is_empty() && root.is_empty() {
+    if jobs.is_empty() && hidden.is_empty() && root.is_empty() && unsupported.is_empty() {
         return Err(CiError::invalid(
             &main_file,
             None,

@@ -542,6 +542,169 @@ mod tests {
         yes("$A =~ /ab/ || $A =~ /cd/", &[("A", "cd")]);
     }
 
+    /// GitLab's `statement_spec.rb` table (`#evaluate`), read through `truthful?`: a value of
+    /// `true`, a non-blank string count as true; `false`, `nil`, `''` as false.
+    #[test]
+    fn gitlab_statement_spec_table() {
+        let vars = [
+            ("PRESENT_VARIABLE", "my variable"),
+            ("PATH_VARIABLE", "a/path/variable/value"),
+            ("FULL_PATH_VARIABLE", "/a/full/path/variable/value"),
+            ("EMPTY_VARIABLE", ""),
+        ];
+        let table: &[(&str, bool)] = &[
+            (r#"$PRESENT_VARIABLE == "my variable""#, true),
+            (r#""my variable" == $PRESENT_VARIABLE"#, true),
+            (r#"$PRESENT_VARIABLE == null"#, false),
+            (r#"$EMPTY_VARIABLE == null"#, false),
+            (r#""" == $EMPTY_VARIABLE"#, true),
+            (r#"$EMPTY_VARIABLE"#, false),
+            (r#"$UNDEFINED_VARIABLE == null"#, true),
+            (r#"null == $UNDEFINED_VARIABLE"#, true),
+            (r#"$PRESENT_VARIABLE"#, true),
+            (r#"$UNDEFINED_VARIABLE"#, false),
+            (r#"$PRESENT_VARIABLE =~ /var.*e$/"#, true),
+            (r#"$PRESENT_VARIABLE =~ /va\r.*e$/"#, false),
+            (r#"$PRESENT_VARIABLE =~ /va\/r.*e$/"#, false),
+            (r#"$PRESENT_VARIABLE =~ /^var.*/"#, false),
+            (r#"$EMPTY_VARIABLE =~ /var.*/"#, false),
+            (r#"$UNDEFINED_VARIABLE =~ /var.*/"#, false),
+            (r#"$PRESENT_VARIABLE =~ /VAR.*/i"#, true),
+            (r#"$PATH_VARIABLE =~ /path\/variable/"#, true),
+            (
+                r#"$FULL_PATH_VARIABLE =~ /^\/a\/full\/path\/variable\/value$/"#,
+                true,
+            ),
+            (r#"$FULL_PATH_VARIABLE =~ /\/path\/variable\/value$/"#, true),
+            (r#"$PRESENT_VARIABLE != "my variable""#, false),
+            (r#""my variable" != $PRESENT_VARIABLE"#, false),
+            (r#"$PRESENT_VARIABLE != null"#, true),
+            (r#"$EMPTY_VARIABLE != null"#, true),
+            (r#""" != $EMPTY_VARIABLE"#, false),
+            (r#"$UNDEFINED_VARIABLE != null"#, false),
+            (r#"null != $UNDEFINED_VARIABLE"#, false),
+            (r#"$PRESENT_VARIABLE !~ /var.*e$/"#, false),
+            (r#"$PRESENT_VARIABLE !~ /^var.*/"#, true),
+            (r#"$PRESENT_VARIABLE !~ /^v\ar.*/"#, true),
+            (r#"$PRESENT_VARIABLE !~ /^v\/ar.*/"#, true),
+            (r#"$EMPTY_VARIABLE !~ /var.*/"#, true),
+            (r#"$UNDEFINED_VARIABLE !~ /var.*/"#, true),
+            (r#"$PRESENT_VARIABLE !~ /VAR.*/i"#, false),
+            (r#"$PRESENT_VARIABLE && "string""#, true),
+            (r#"$PRESENT_VARIABLE && $PRESENT_VARIABLE"#, true),
+            (r#"$PRESENT_VARIABLE && $EMPTY_VARIABLE"#, false),
+            (r#"$PRESENT_VARIABLE && null"#, false),
+            (r#""string" && $PRESENT_VARIABLE"#, true),
+            (r#"$EMPTY_VARIABLE && $PRESENT_VARIABLE"#, true),
+            (r#"null && $PRESENT_VARIABLE"#, false),
+            (r#"$EMPTY_VARIABLE && "string""#, true),
+            (r#"$EMPTY_VARIABLE && $EMPTY_VARIABLE"#, false),
+            (r#""string" && $EMPTY_VARIABLE"#, false),
+            (r#""string" && null"#, false),
+            (r#"null && "string""#, false),
+            (r#""string" && "string""#, true),
+            (r#"null && null"#, false),
+            (
+                r#"$PRESENT_VARIABLE =~ /my var/ && $EMPTY_VARIABLE =~ /nope/"#,
+                false,
+            ),
+            (r#"$EMPTY_VARIABLE == "" && $PRESENT_VARIABLE"#, true),
+            (
+                r#"$EMPTY_VARIABLE == "" && $PRESENT_VARIABLE != "nope""#,
+                true,
+            ),
+            (r#"$PRESENT_VARIABLE && $UNDEFINED_VARIABLE"#, false),
+            (r#"$UNDEFINED_VARIABLE && $EMPTY_VARIABLE"#, false),
+            (r#"$UNDEFINED_VARIABLE && $PRESENT_VARIABLE"#, false),
+            (
+                r#"$FULL_PATH_VARIABLE =~ /^\/a\/full\/path\/variable\/value$/ && $PATH_VARIABLE =~ /path\/variable/"#,
+                true,
+            ),
+            (
+                r#"$FULL_PATH_VARIABLE =~ /^\/a\/bad\/path\/variable\/value$/ && $PATH_VARIABLE =~ /path\/variable/"#,
+                false,
+            ),
+            (
+                r#"$FULL_PATH_VARIABLE =~ /^\/a\/full\/path\/variable\/value$/ && $PATH_VARIABLE =~ /bad\/path\/variable/"#,
+                false,
+            ),
+            (
+                r#"$FULL_PATH_VARIABLE =~ /^\/a\/bad\/path\/variable\/value$/ && $PATH_VARIABLE =~ /bad\/path\/variable/"#,
+                false,
+            ),
+            (
+                r#"$FULL_PATH_VARIABLE =~ /^\/a\/full\/path\/variable\/value$/ || $PATH_VARIABLE =~ /path\/variable/"#,
+                true,
+            ),
+            (
+                r#"$FULL_PATH_VARIABLE =~ /^\/a\/bad\/path\/variable\/value$/ || $PATH_VARIABLE =~ /path\/variable/"#,
+                true,
+            ),
+            (
+                r#"$FULL_PATH_VARIABLE =~ /^\/a\/full\/path\/variable\/value$/ || $PATH_VARIABLE =~ /bad\/path\/variable/"#,
+                true,
+            ),
+            (
+                r#"$FULL_PATH_VARIABLE =~ /^\/a\/bad\/path\/variable\/value$/ || $PATH_VARIABLE =~ /bad\/path\/variable/"#,
+                false,
+            ),
+            (
+                r#"$PRESENT_VARIABLE =~ /my var/ || $EMPTY_VARIABLE =~ /nope/"#,
+                true,
+            ),
+            (r#"$EMPTY_VARIABLE == "" || $PRESENT_VARIABLE"#, true),
+            (
+                r#"$PRESENT_VARIABLE != "nope" || $EMPTY_VARIABLE == """#,
+                true,
+            ),
+            (
+                r#"$PRESENT_VARIABLE && null || $EMPTY_VARIABLE == """#,
+                true,
+            ),
+            (r#"$PRESENT_VARIABLE || $UNDEFINED_VARIABLE"#, true),
+            (r#"$UNDEFINED_VARIABLE || $PRESENT_VARIABLE"#, true),
+            (r#"$UNDEFINED_VARIABLE == null || $PRESENT_VARIABLE"#, true),
+            (r#"$PRESENT_VARIABLE || $UNDEFINED_VARIABLE == null"#, true),
+            (r#"($PRESENT_VARIABLE)"#, true),
+            (r#"(($PRESENT_VARIABLE))"#, true),
+            (
+                r#"(($PRESENT_VARIABLE && null) || $EMPTY_VARIABLE == "")"#,
+                true,
+            ),
+            (
+                r#"($PRESENT_VARIABLE) && (null || $EMPTY_VARIABLE == "")"#,
+                true,
+            ),
+            (r#"("string" || "test") == "string""#, true),
+            (r#"(null || ("test" == "string"))"#, false),
+            (r#"("string" == ("test" && "string"))"#, true),
+            (r#"("string" == ("test" || "string"))"#, false),
+            (r#"("string" == "test" || "string")"#, true),
+            (
+                r#"("string" == ("string" || (("1" == "1") && ("2" == "3"))))"#,
+                true,
+            ),
+            // `#truthful?` cases, and variables holding patterns.
+            (r#"$PRESENT_VARIABLE == 'no match'"#, false),
+            (r#"$PRESENT_VARIABLE =~ /var.*/"#, true),
+            (r#"$UNDEFINED_VARIABLE !~ /var.*/"#, true),
+        ];
+        for (expr, want) in table {
+            assert_eq!(eval_with(expr, &vars), Ok(*want), "{expr}");
+        }
+        let pats = [
+            ("teststring", "abcde"),
+            ("pattern1", "/^ab.*/"),
+            ("pattern2", "/^at.*/"),
+        ];
+        yes(r#"$teststring =~ "abcde""#, &pats);
+        yes("$teststring =~ $teststring", &pats);
+        yes("$teststring =~ $pattern1", &pats);
+        no("$teststring =~ $pattern2", &pats);
+        // `$INVALID = 1` does not parse (GitLab: truthful? is false; chatops reports it).
+        bad("$INVALID = 1");
+    }
+
     #[test]
     fn inputs_lexeme_parses() {
         assert!(Expr::parse("$[[ inputs.env ]] == \"prod\"").is_ok());

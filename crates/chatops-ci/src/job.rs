@@ -317,10 +317,11 @@ pub(crate) fn parse_job(
                 ));
                 Vec::new()
             } else {
-                return Err(err(
-                    "script",
-                    format!("{at} config should implement the script:, run:, or trigger: keyword"),
+                // GitLab refuses the whole file; only this job is unusable, so only it fails.
+                broken = Some(format!(
+                    "{at} config should implement the script:, run:, or trigger: keyword"
                 ));
+                Vec::new()
             }
         }
     };

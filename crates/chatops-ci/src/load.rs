@@ -40,6 +40,21 @@ pub(crate) struct Loaded {
     pub broken: HashMap<String, String>,
     /// The repository's file list, when something needed it.
     pub listing: Option<Vec<String>>,
+    /// Top-level keys in reading order: a file's own keys, then its includes' (recursively),
+    /// first occurrence kept. Values merge as GitLab does (includes first, the including file
+    /// over them); this is only the order jobs are listed in.
+    pub order: Vec<String>,
+    /// Jobs of local includes that `include: rules` left out of a chat pipeline, with why:
+    /// listed so a user asking for one learns why it cannot run.
+    pub placeholders: HashMap<String, String>,
+}
+
+/// One local file an `include:` names.
+struct Target {
+    path: String,
+    inputs: Option<RawMap>,
+    /// Set when `include: rules` exclude it: the reason.
+    excluded: Option<String>,
 }
 
 struct Loader<'a> {
@@ -53,6 +68,9 @@ struct Loader<'a> {
     seen: HashSet<String>,
     included: usize,
     budget: Budget,
+    order: Vec<String>,
+    ordered: HashSet<String>,
+    placeholders: HashMap<String, String>,
 }
 
 /// Reads `ci_file` (whose text is `text`) and everything it includes.
@@ -73,6 +91,9 @@ pub(crate) fn load_tree(
         seen: HashSet::new(),
         included: 0,
         budget: Budget::new(MAX_NODES),
+        order: Vec::new(),
+        ordered: HashSet::new(),
+        placeholders: HashMap::new(),
     };
     loader
         .seen
@@ -86,6 +107,8 @@ pub(crate) fn load_tree(
         unsupported: loader.unsupported,
         broken: HashMap::new(),
         listing: loader.listing,
+        order: loader.order,
+        placeholders: loader.placeholders,
     })
 }
 
@@ -124,9 +147,9 @@ impl Loader<'_> {
         let index = self.files.len();
         self.files.push(FileText {
             path: path.to_string(),
-            text,
+            text: text.clone(),
         });
-        let text = self.files.get(index).map(|f| f.text.as_str()).unwrap_or("");
+        let text = text.as_str();
         let invalid = |line: Option<usize>, msg: String| CiError::invalid(path, line, msg);
 
         // Documents: the configuration, or a `spec:` header then the configuration.
@@ -212,12 +235,20 @@ impl Loader<'_> {
             }
         };
 
+        let include = content.remove("include");
+        for key in content.keys() {
+            self.note_order(key);
+        }
         let mut merged = RawMap::new();
-        if let Some(include) = content.remove("include") {
+        if let Some(include) = include {
             let line = find_line(text, &["include"]);
             let targets = self.include_targets(&include, path, line)?;
-            for (target, target_inputs) in targets {
-                let key = seen_key(&target, target_inputs.as_ref());
+            for target in targets {
+                if let Some(reason) = target.excluded {
+                    self.note_placeholders(&target.path, &reason);
+                    continue;
+                }
+                let key = seen_key(&target.path, target.inputs.as_ref());
                 if !self.seen.insert(key) {
                     continue;
                 }
@@ -236,22 +267,25 @@ impl Loader<'_> {
                         ),
                     ));
                 }
-                let text = match self.source.read(&target) {
+                let text = match self.source.read(&target.path) {
                     Ok(Some(t)) => t,
                     Ok(None) => {
-                        return Err(invalid(
-                            line,
-                            format!("Local file `{target}` does not exist!"),
-                        ))
+                        // GitLab refuses the whole file here; chatops runs the jobs that do
+                        // not need it and says which file is missing.
+                        self.unsupported(format!(
+                            "include: local file `{}` (included from {path}) does not exist",
+                            target.path
+                        ));
+                        continue;
                     }
                     Err(e) => {
                         return Err(CiError::Read {
-                            file: target,
+                            file: target.path,
                             reason: e.to_string(),
                         })
                     }
                 };
-                let included = self.load_file(&target, text, target_inputs, depth + 1)?;
+                let included = self.load_file(&target.path, text, target.inputs, depth + 1)?;
                 merged.deep_merge(included);
             }
         }
@@ -269,7 +303,7 @@ impl Loader<'_> {
         include: &Raw,
         from: &str,
         line: Option<usize>,
-    ) -> Result<Vec<(String, Option<RawMap>)>, CiError> {
+    ) -> Result<Vec<Target>, CiError> {
         let items: Vec<Raw> = match include {
             Raw::Seq(items) => {
                 let mut flat = Vec::new();
@@ -287,6 +321,7 @@ impl Loader<'_> {
         let invalid = |msg: String| CiError::invalid(from, line, msg);
         let mut out = Vec::new();
         for item in items {
+            let mut excluded = None;
             let (location, inputs) = match &item {
                 Raw::Str(s) => {
                     if s.contains("://") {
@@ -318,9 +353,20 @@ impl Loader<'_> {
                         };
                         match first_match(&rules, &ctx) {
                             RulesOutcome::Matched(r) if r.when.as_deref() != Some("never") => {}
-                            RulesOutcome::Matched(_) | RulesOutcome::NoMatch => continue,
+                            RulesOutcome::Matched(_) | RulesOutcome::NoMatch => {
+                                let what = m
+                                    .get("local")
+                                    .and_then(Raw::scalar_string)
+                                    .unwrap_or_else(|| "an include".into());
+                                excluded = Some(format!(
+                                    "include: rules exclude {what} from chat pipelines"
+                                ));
+                            }
                             RulesOutcome::Error(e) => return Err(invalid(format!("include: {e}"))),
                         }
+                    }
+                    if excluded.is_some() && !m.contains_key("local") {
+                        continue;
                     }
                     let inputs = match m.get("inputs").or_else(|| m.get("with")) {
                         None | Some(Raw::Null) => None,
@@ -388,13 +434,50 @@ impl Loader<'_> {
                         .push(format!("include: local {location:?} matches no file"));
                 }
                 for m in matched {
-                    out.push((m, inputs.clone()));
+                    out.push(Target {
+                        path: m,
+                        inputs: inputs.clone(),
+                        excluded: excluded.clone(),
+                    });
                 }
             } else {
-                out.push((location, inputs));
+                out.push(Target {
+                    path: location,
+                    inputs,
+                    excluded,
+                });
             }
         }
         Ok(out)
+    }
+
+    fn note_order(&mut self, key: &str) {
+        if self.ordered.insert(key.to_string()) {
+            self.order.push(key.to_string());
+        }
+    }
+
+    /// Lists the visible jobs of an include that rules left out, so that asking for one says
+    /// why it cannot run. Its content is not merged (GitLab does not read it either).
+    fn note_placeholders(&mut self, path: &str, reason: &str) {
+        let Ok(Some(text)) = self.source.read(path) else {
+            return;
+        };
+        let Ok(docs) = parse_documents_within(&text, &self.budget) else {
+            return;
+        };
+        let Some(Raw::Map(content)) = docs.into_iter().last() else {
+            return;
+        };
+        for key in content.keys() {
+            if key.starts_with('.') || crate::config::RESERVED.contains(&key.as_str()) {
+                continue;
+            }
+            if !self.ordered.contains(key) {
+                self.placeholders.insert(key.clone(), reason.to_string());
+            }
+            self.note_order(key);
+        }
     }
 
     fn unsupported(&mut self, what: String) {

@@ -43,18 +43,17 @@ fn extends_keys(value: &Raw) -> Option<Vec<String>> {
 
 enum ExtendsError {
     Fatal(String),
-    /// The chain reaches a key that is not defined, and includes were skipped: only the jobs
-    /// on this chain are affected.
+    /// The chain reaches a key that is not defined: only the jobs on this chain are affected.
     Unknown(String),
 }
 
 fn extends(loaded: &mut Loaded) -> Result<(), CiError> {
     let keys: Vec<String> = loaded.root.keys().cloned().collect();
-    let mut done: HashMap<String, Raw> = HashMap::new();
-    let lenient = !loaded.unsupported.is_empty();
+    let mut done: HashMap<String, (Raw, usize)> = HashMap::new();
+    let unsupported = !loaded.unsupported.is_empty();
     for key in &keys {
         let mut ancestors = Vec::new();
-        match extend_one(&loaded.root, key, &mut ancestors, &mut done, lenient) {
+        match extend_one(&loaded.root, key, &mut ancestors, &mut done, unsupported) {
             Ok(_) => {}
             Err(ExtendsError::Fatal(msg)) => {
                 let (file, line) = locate(loaded, key, Some("extends"));
@@ -69,7 +68,7 @@ fn extends(loaded: &mut Loaded) -> Result<(), CiError> {
             }
         }
     }
-    for (key, value) in done {
+    for (key, (value, _)) in done {
         loaded.root.insert(key, value);
     }
     Ok(())
@@ -79,15 +78,22 @@ fn extend_one(
     root: &RawMap,
     key: &str,
     ancestors: &mut Vec<String>,
-    done: &mut HashMap<String, Raw>,
-    lenient: bool,
-) -> Result<Raw, ExtendsError> {
-    if let Some(v) = done.get(key) {
-        return Ok(v.clone());
+    done: &mut HashMap<String, (Raw, usize)>,
+    unsupported: bool,
+) -> Result<(Raw, usize), ExtendsError> {
+    // A memoised entry still counts its whole chain: GitLab re-walks every chain, so a deep
+    // chain fails from every entry whose ancestors push it past the limit.
+    if let Some((v, height)) = done.get(key) {
+        if *height > 0 && ancestors.len() + height - 1 > MAX_EXTENDS_NESTING {
+            return Err(ExtendsError::Fatal(format!(
+                "{key}: nesting too deep in `extends`"
+            )));
+        }
+        return Ok((v.clone(), *height));
     }
     let value = root.get(key).cloned().unwrap_or(Raw::Null);
     let Some(parents) = extends_keys(&value) else {
-        return Ok(value);
+        return Ok((value, 0));
     };
     let unknown: Vec<&str> = parents
         .iter()
@@ -95,14 +101,13 @@ fn extend_one(
         .map(String::as_str)
         .collect();
     if !unknown.is_empty() {
+        // GitLab refuses the whole file; here only the jobs on this chain are unusable.
         let msg = format!("{key}: unknown keys in `extends` ({})", unknown.join(", "));
-        return Err(if lenient {
-            ExtendsError::Unknown(format!(
-                "{msg}; they may come from an include chatops cannot read"
-            ))
+        return Err(ExtendsError::Unknown(if unsupported {
+            format!("{msg}; they may come from an include chatops cannot read")
         } else {
-            ExtendsError::Fatal(msg)
-        });
+            msg
+        }));
     }
     let invalid: Vec<&str> = parents
         .iter()
@@ -127,8 +132,11 @@ fn extend_one(
     }
     ancestors.push(key.to_string());
     let mut merged = RawMap::new();
+    let mut height = 0;
     for parent in &parents {
-        if let Raw::Map(base) = extend_one(root, parent, ancestors, done, lenient)? {
+        let (base, h) = extend_one(root, parent, ancestors, done, unsupported)?;
+        height = height.max(h);
+        if let Raw::Map(base) = base {
             merged.deep_merge(base);
         }
     }
@@ -137,8 +145,8 @@ fn extend_one(
         merged.deep_merge(own);
     }
     let result = Raw::Map(merged);
-    done.insert(key.to_string(), result.clone());
-    Ok(result)
+    done.insert(key.to_string(), (result.clone(), height + 1));
+    Ok((result, height + 1))
 }
 
 fn references(loaded: &mut Loaded) -> Result<(), CiError> {
@@ -157,13 +165,16 @@ fn references(loaded: &mut Loaded) -> Result<(), CiError> {
         }
         match resolve_value(&snapshot, value, 0, &mut budget) {
             Ok(v) => loaded.root.insert(key, v),
-            Err(RefError::Missing(msg)) if lenient => {
-                loaded.broken.insert(
-                    key.clone(),
-                    format!("{msg}; it may come from an include chatops cannot read"),
-                );
+            // GitLab refuses the whole file; only this key is unusable, so only it fails.
+            Err(RefError::Missing(msg)) => {
+                let msg = if lenient {
+                    format!("{msg}; it may come from an include chatops cannot read")
+                } else {
+                    msg
+                };
+                loaded.broken.insert(key.clone(), msg);
             }
-            Err(RefError::Missing(msg)) | Err(RefError::Fatal(msg)) => {
+            Err(RefError::Fatal(msg)) => {
                 let (file, line) = locate(loaded, &key, None);
                 return Err(CiError::Invalid {
                     file,

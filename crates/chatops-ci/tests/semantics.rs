@@ -338,13 +338,17 @@ fn errors_name_file_and_line() {
     }
     let err = load(&Mem::new(&[]), ".gitlab-ci.yml").err();
     assert!(matches!(err, Some(CiError::NotFound { .. })));
-    let err = load_str(
-        &Mem::new(&[]),
-        ".gitlab-ci.yml",
-        "stages: [b]\nbuild:\n  stage: b\n",
-    )
-    .err();
-    let text = err.map(|e| e.to_string()).unwrap_or_default();
-    assert!(text.starts_with(".gitlab-ci.yml:"), "{text}");
-    assert!(text.contains("script"), "{text}");
+    let text = "stages: [b]\nok: {script: x}\nbuild:\n  stage: b\n  script: x\n  only: [main]\n  rules:\n    - when: always\n";
+    let err = load_str(&Mem::new(&[]), ".gitlab-ci.yml", text).err();
+    let msg = err.map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.starts_with(".gitlab-ci.yml:7:"), "{msg}");
+    assert!(msg.contains("may not be used with `rules`"), "{msg}");
+}
+
+#[test]
+fn a_job_without_script_is_listed_but_not_runnable() {
+    let text = "stages: [b]\nok: {script: x}\nbuild:\n  stage: b\n";
+    let r = reason(decide(text, "build"));
+    assert!(r.contains("script"), "{r}");
+    assert_eq!(run_when(decide(text, "ok")), When::OnSuccess);
 }
