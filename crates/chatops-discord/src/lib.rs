@@ -1,0 +1,306 @@
+//! The Discord adapter: implements [`chatops_core::ChatAdapter`] for Discord interactions
+//! (application commands and message-component buttons).
+//!
+//! # Layout
+//! - [`config`]: [`DiscordConfig`], the `discord:` config section.
+//! - [`signature`]: Ed25519 verification of `X-Signature-Ed25519` over timestamp + body.
+//! - `inbound`: interactions → [`ChatCommand`]s, or a direct answer (PING → PONG).
+//! - [`render`]: [`Reply`] → `content` (+ buttons, flags, allowed mentions) within 2000 chars.
+//! - `deliver`: follow-up messages to the interaction webhook, failures classified.
+//! - [`DiscordAdapter`]: ties them together behind the trait.
+//!
+//! One route: `POST /discord/interactions` ([`RouteKind::Commands`]); button clicks arrive there
+//! too. The application command's name selects the project (`/demo` → `demo`), its string
+//! option `text` is the command text.
+//!
+//! Acks (decided from the ack [`Reply`]): an ephemeral ack — refusals, help, "not a valid
+//! command", everything the contract makes ephemeral — is answered at once (type 4, flag 64), so
+//! the user reads it without a round trip; anything else is deferred (type 5 for commands, type
+//! 6 for button clicks) and the result comes as a follow-up within Discord's 15 minutes.
+
+pub mod config;
+mod deliver;
+mod error;
+mod inbound;
+pub mod render;
+pub mod signature;
+
+pub use config::DiscordConfig;
+pub use error::DiscordError;
+pub use inbound::{PLATFORM, TEXT_OPTION};
+
+use chatops_core::{
+    BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HttpReply, Inbound,
+    InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget, Route, RouteKind, Via,
+    Visibility,
+};
+use ed25519_dalek::VerifyingKey;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Discord as a chat platform. Holds no mutable state.
+pub struct DiscordAdapter {
+    config: DiscordConfig,
+    key: VerifyingKey,
+    clock: Arc<dyn Clock>,
+    http: reqwest::Client,
+    allowed_hosts: Vec<String>,
+    followup_base: String,
+}
+
+impl DiscordAdapter {
+    /// An adapter for `config`; fails when the public key is not a valid Ed25519 key (the
+    /// message says what to fix). `clock` checks timestamps, `http` posts follow-ups.
+    pub fn new(
+        config: DiscordConfig,
+        clock: Arc<dyn Clock>,
+        http: reqwest::Client,
+    ) -> Result<Self, DiscordError> {
+        let key = config.verifying_key()?;
+        let allowed_hosts = config.allowed_hosts();
+        let followup_base = format!(
+            "{}/webhooks/{}",
+            config.api_base(),
+            config.application_id.trim()
+        );
+        Ok(DiscordAdapter {
+            config,
+            key,
+            clock,
+            http,
+            allowed_hosts,
+            followup_base,
+        })
+    }
+
+    /// The configuration this adapter runs with.
+    pub fn config(&self) -> &DiscordConfig {
+        &self.config
+    }
+}
+
+fn to_inbound_error(error: DiscordError) -> InboundError {
+    match error {
+        DiscordError::Malformed(_) | DiscordError::Config(_) => {
+            InboundError::BadRequest(error.to_string())
+        }
+        _ => InboundError::Unauthorized(error.to_string()),
+    }
+}
+
+impl ChatAdapter for DiscordAdapter {
+    fn platform(&self) -> PlatformId {
+        PlatformId::new(PLATFORM)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            ack_deadline: Duration::from_secs(3),
+            followup_window: Some(Duration::from_secs(15 * 60)),
+            // Follow-ups are not counted, only timed.
+            followup_uses: None,
+            max_message_chars: render::CONTENT_MAX,
+            markup: Markup::Markdown,
+            buttons: true,
+            // Discord could edit the deferred response; this adapter only posts follow-ups.
+            message_edits: false,
+            threads: false,
+            ephemeral: true,
+            bot_api: false,
+        }
+    }
+
+    fn routes(&self) -> Vec<Route> {
+        vec![Route {
+            path: "/discord/interactions".into(),
+            kind: RouteKind::Commands,
+        }]
+    }
+
+    fn inbound(&self, _kind: RouteKind, request: &InboundRequest) -> Result<Inbound, InboundError> {
+        signature::verify(
+            &self.key,
+            request.header(signature::TIMESTAMP_HEADER),
+            request.header(signature::SIGNATURE_HEADER),
+            &request.body,
+            self.clock.unix_seconds(),
+        )
+        .map_err(to_inbound_error)?;
+        inbound::parse(
+            &request.body,
+            self.config.application_id.trim(),
+            &self.followup_base,
+            self.clock.now(),
+        )
+        .map_err(to_inbound_error)
+    }
+
+    fn ack(&self, command: &ChatCommand, ack: &Reply) -> HttpReply {
+        if ack.visibility == Visibility::Ephemeral {
+            return HttpReply::json(&json!({"type": 4, "data": render::render_message(ack)}));
+        }
+        // 6: DEFERRED_UPDATE_MESSAGE (the clicked message stays as it is);
+        // 5: DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE ("thinking…" until the follow-up).
+        HttpReply::json(&json!({"type": if command.via_button { 6 } else { 5 }}))
+    }
+
+    fn render(&self, reply: &Reply) -> serde_json::Value {
+        render::render_message(reply)
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        target: &'a ReplyTarget,
+        reply: &'a Reply,
+        via: Via,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            match via {
+                Via::ResponseUrl => {
+                    let message = render::render_message(reply);
+                    deliver::followup(&self.http, &self.allowed_hosts, target, &message).await
+                }
+                Via::BotApi => Err(DeliveryError::permanent(
+                    "Discord replies go only through the interaction's follow-up webhook \
+                     (15 minutes); there is no bot token to post later",
+                )),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatops_core::{FixedClock, Inline, Tone};
+    use std::time::SystemTime;
+
+    const NOW: u64 = 1_700_000_000;
+    const GUILD: &[u8] = include_bytes!("../tests/fixtures/guild_command.json");
+    const BUTTON: &[u8] = include_bytes!("../tests/fixtures/button_click.json");
+
+    fn adapter() -> Result<DiscordAdapter, DiscordError> {
+        let public = hex::encode(signature::tests::signing_key().verifying_key().to_bytes());
+        DiscordAdapter::new(
+            DiscordConfig::new(public, "1100000000000000001"),
+            Arc::new(FixedClock(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(NOW),
+            )),
+            reqwest::Client::new(),
+        )
+    }
+
+    fn signed(body: &[u8]) -> InboundRequest {
+        let ts = NOW.to_string();
+        InboundRequest {
+            query: String::new(),
+            headers: vec![
+                (signature::TIMESTAMP_HEADER.into(), ts.clone()),
+                (
+                    signature::SIGNATURE_HEADER.into(),
+                    signature::tests::sign(&ts, body),
+                ),
+            ],
+            body: body.to_vec(),
+        }
+    }
+
+    fn command(a: &DiscordAdapter, body: &[u8]) -> Result<ChatCommand, String> {
+        match a.inbound(RouteKind::Commands, &signed(body)) {
+            Ok(Inbound::Command(c)) => Ok(*c),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn ping_gets_pong_only_when_signed() -> Result<(), Box<dyn std::error::Error>> {
+        let a = adapter()?;
+        let ping = br#"{"type":1,"application_id":"1100000000000000001","id":"1","token":"t"}"#;
+        match a.inbound(RouteKind::Commands, &signed(ping))? {
+            Inbound::Respond(r) => {
+                let body: serde_json::Value = serde_json::from_slice(&r.body)?;
+                assert_eq!(body, json!({"type": 1}));
+                assert_eq!(r.content_type.as_deref(), Some("application/json"));
+            }
+            other => return Err(format!("expected PONG, got {other:?}").into()),
+        }
+        let mut forged = signed(ping);
+        forged.body =
+            br#"{"type":1,"application_id":"1100000000000000001","id":"2","token":"t"}"#.to_vec();
+        assert!(matches!(
+            a.inbound(RouteKind::Commands, &forged),
+            Err(InboundError::Unauthorized(_))
+        ));
+        let unsigned = InboundRequest {
+            body: ping.to_vec(),
+            ..InboundRequest::default()
+        };
+        assert!(matches!(
+            a.inbound(RouteKind::Commands, &unsigned),
+            Err(InboundError::Unauthorized(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn acks_defer_or_answer_ephemerally() -> Result<(), Box<dyn std::error::Error>> {
+        let a = adapter()?;
+        let cmd = command(&a, GUILD)?;
+        assert_eq!(
+            cmd.reply_to.response_url.as_deref().map(|u| u.starts_with(
+                "https://discord.com/api/v10/webhooks/1100000000000000001/"
+            )),
+            Some(true)
+        );
+        let accepted = Reply::new(Visibility::InChannel, Tone::Neutral, vec![]);
+        let body: serde_json::Value = serde_json::from_slice(&a.ack(&cmd, &accepted).body)?;
+        assert_eq!(body, json!({"type": 5}));
+
+        let refused = Reply::ephemeral(Tone::Failure, vec![Inline::Text("not allowed".into())]);
+        let body: serde_json::Value = serde_json::from_slice(&a.ack(&cmd, &refused).body)?;
+        assert_eq!(body["type"], 4);
+        assert_eq!(
+            body["data"]["flags"],
+            json!(render::EPHEMERAL | render::SUPPRESS_EMBEDS)
+        );
+        assert_eq!(body["data"]["content"], "❌ not allowed");
+
+        let click = command(&a, BUTTON)?;
+        let body: serde_json::Value = serde_json::from_slice(&a.ack(&click, &accepted).body)?;
+        assert_eq!(body, json!({"type": 6}));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn bot_api_is_refused() -> Result<(), Box<dyn std::error::Error>> {
+        let a = adapter()?;
+        let cmd = command(&a, GUILD)?;
+        let reply = Reply::new(Visibility::InChannel, Tone::Neutral, vec![]);
+        let err = a
+            .deliver(&cmd.reply_to, &reply, Via::BotApi)
+            .await
+            .err()
+            .ok_or("expected an error")?;
+        assert_eq!(err.retry, chatops_core::Retry::Never);
+        Ok(())
+    }
+
+    #[test]
+    fn capabilities_and_routes() -> Result<(), DiscordError> {
+        let a = adapter()?;
+        let caps = a.capabilities();
+        assert_eq!(caps.followup_window, Some(Duration::from_secs(900)));
+        assert_eq!(caps.max_message_chars, 2000);
+        assert!(!caps.bot_api);
+        assert_eq!(a.platform().as_str(), "discord");
+        assert_eq!(a.routes()[0].path, "/discord/interactions");
+        assert!(DiscordAdapter::new(
+            DiscordConfig::new("00", "1"),
+            Arc::new(chatops_core::SystemClock),
+            reqwest::Client::new()
+        )
+        .is_err());
+        Ok(())
+    }
+}
