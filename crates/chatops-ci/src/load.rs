@@ -112,6 +112,20 @@ pub(crate) fn load_tree(
     })
 }
 
+/// A repository-relative path as sources expect it: no leading `/` or `./`.
+fn normalize_path(path: &str) -> String {
+    let mut p = path.trim();
+    loop {
+        if let Some(rest) = p.strip_prefix("./") {
+            p = rest;
+        } else if let Some(rest) = p.strip_prefix('/') {
+            p = rest;
+        } else {
+            return p.to_string();
+        }
+    }
+}
+
 fn seen_key(path: &str, inputs: Option<&RawMap>) -> String {
     format!("{path}\u{0}{inputs:?}")
 }
@@ -421,7 +435,7 @@ impl Loader<'_> {
             };
             let vars = self.vars;
             let location = expand_with(&location, &|n| vars.get(n).map(str::to_string));
-            let location = location.trim_start_matches('/').to_string();
+            let location = normalize_path(&location);
             if location.contains('*') {
                 let matched: Vec<String> = self
                     .list()?
@@ -725,6 +739,14 @@ mod tests {
         );
         assert!(interpolate_str("$[[ inputs.nope ]]", &i, &v).is_err());
         assert!(interpolate_str("$[[ inputs.env | shout ]]", &i, &v).is_err());
+    }
+
+    #[test]
+    fn paths_are_normalized() {
+        assert_eq!(normalize_path("/ci/a.yml"), "ci/a.yml");
+        assert_eq!(normalize_path("./ci/a.yml"), "ci/a.yml");
+        assert_eq!(normalize_path(".//ci/a.yml"), "ci/a.yml");
+        assert_eq!(normalize_path("ci/./a.yml"), "ci/./a.yml");
     }
 
     #[test]

@@ -149,6 +149,28 @@ fn extend_one(
     Ok((result, height + 1))
 }
 
+/// Job keys whose value changes what a chat run does; a `!reference` that cannot be found
+/// anywhere else (`tags`, `image`, `cache`...) is dropped with a warning instead of making
+/// the job unusable.
+const KEYS_THAT_MATTER: &[&str] = &[
+    "script",
+    "before_script",
+    "after_script",
+    "variables",
+    "rules",
+    "only",
+    "except",
+    "when",
+    "start_in",
+    "timeout",
+    "allow_failure",
+    "inherit",
+    "trigger",
+    "run",
+    "resource_group",
+    "stage",
+];
+
 fn references(loaded: &mut Loaded) -> Result<(), CiError> {
     let lenient = !loaded.unsupported.is_empty();
     let keys: Vec<String> = loaded.root.keys().cloned().collect();
@@ -156,6 +178,13 @@ fn references(loaded: &mut Loaded) -> Result<(), CiError> {
     // Bounds what references can multiply (ten levels of lists of references would otherwise
     // grow exponentially).
     let mut budget = crate::yaml::MAX_NODES;
+    let explain = |msg: String| {
+        if lenient {
+            format!("{msg}; it may come from an include chatops cannot read")
+        } else {
+            msg
+        }
+    };
     for key in keys {
         let Some(value) = loaded.root.get(&key).cloned() else {
             continue;
@@ -163,25 +192,55 @@ fn references(loaded: &mut Loaded) -> Result<(), CiError> {
         if !contains_tag(&value, 0) {
             continue;
         }
-        match resolve_value(&snapshot, value, 0, &mut budget) {
-            Ok(v) => loaded.root.insert(key, v),
-            // GitLab refuses the whole file; only this key is unusable, so only it fails.
-            Err(RefError::Missing(msg)) => {
-                let msg = if lenient {
-                    format!("{msg}; it may come from an include chatops cannot read")
-                } else {
-                    msg
-                };
-                loaded.broken.insert(key.clone(), msg);
+        let is_job = !crate::config::RESERVED.contains(&key.as_str());
+        // Jobs (hidden ones included) resolve key by key, so that an unresolvable reference
+        // under a key chatops ignores costs only that key.
+        let entries: Vec<(String, Raw)> = match (&value, is_job) {
+            (Raw::Map(m), true) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            _ => vec![(String::new(), value.clone())],
+        };
+        let whole = entries.len() == 1 && entries.first().is_some_and(|(k, _)| k.is_empty());
+        let mut out = RawMap::new();
+        let mut broken = None;
+        for (entry, v) in entries {
+            if !contains_tag(&v, 0) {
+                out.insert(entry, v);
+                continue;
             }
-            Err(RefError::Fatal(msg)) => {
-                let (file, line) = locate(loaded, &key, None);
-                return Err(CiError::Invalid {
-                    file,
-                    line,
-                    message: msg,
-                });
+            match resolve_value(&snapshot, v, 0, &mut budget) {
+                Ok(v) => out.insert(entry, v),
+                Err(RefError::Missing(msg))
+                    if !whole && !KEYS_THAT_MATTER.contains(&entry.as_str()) =>
+                {
+                    loaded.warnings.push(format!(
+                        "{key}:{entry}: {}; ignored, chatops does not use `{entry}`",
+                        explain(msg)
+                    ));
+                }
+                // GitLab refuses the whole file; only this key is unusable, so only it fails.
+                Err(RefError::Missing(msg)) => {
+                    broken.get_or_insert(explain(msg));
+                }
+                Err(RefError::Fatal(msg)) => {
+                    let (file, line) = locate(loaded, &key, None);
+                    return Err(CiError::Invalid {
+                        file,
+                        line,
+                        message: msg,
+                    });
+                }
             }
+        }
+        if let Some(msg) = broken {
+            loaded.broken.insert(key.clone(), msg);
+            continue;
+        }
+        if whole {
+            if let Some((_, v)) = out.into_iter().next() {
+                loaded.root.insert(key, v);
+            }
+        } else {
+            loaded.root.insert(key, Raw::Map(out));
         }
     }
     Ok(())

@@ -243,7 +243,8 @@ pub(crate) fn parse_policy(raw: &Raw, at: &KeyPath) -> Result<Policy, String> {
             let mut p = Policy::default();
             for (k, v) in m.iter() {
                 match k.as_str() {
-                    "refs" => {
+                    // `kinds` is an early spelling of `refs` limited to keywords; accept it.
+                    "refs" | "kinds" => {
                         p.refs =
                             Some(string_list(v).ok_or_else(|| {
                                 format!("{at}:refs should be an array of strings")

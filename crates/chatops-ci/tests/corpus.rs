@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chatops_ci::{load_str, DirSource, Source};
+use chatops_ci::{load_str, Decision, DirSource, Source, Variables};
 
 fn fixtures() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
@@ -61,6 +61,7 @@ fn corpus_job_lists_match_expectations() {
     let files = yml_files(&dir);
     assert!(!files.is_empty(), "no corpus files in {}", dir.display());
     let mut failures = Vec::new();
+    let (mut runnable, mut excluded) = (0usize, 0usize);
     for file in &files {
         let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("?");
         let expect_path = PathBuf::from(format!("{}.expect.json", file.display()));
@@ -89,6 +90,23 @@ fn corpus_job_lists_match_expectations() {
         let start = Instant::now();
         match load_str(source, ".gitlab-ci.yml", &text) {
             Ok(cfg) => {
+                // Every job can be decided for a chat pipeline, quickly and without panic.
+                let vars: Variables = [
+                    ("CI_PIPELINE_SOURCE", "chat"),
+                    ("CI_COMMIT_BRANCH", "main"),
+                    ("CI_DEFAULT_BRANCH", "main"),
+                ]
+                .into_iter()
+                .collect();
+                for job in cfg.jobs() {
+                    match cfg.evaluate(job, &vars) {
+                        Decision::Run { .. } => runnable += 1,
+                        Decision::Excluded { reason } => {
+                            excluded += 1;
+                            assert!(!reason.is_empty(), "{name}: {}", job.name);
+                        }
+                    }
+                }
                 let got: Vec<String> = cfg.jobs().iter().map(|j| j.name.clone()).collect();
                 if got != wanted {
                     let missing: Vec<&String> =
@@ -111,7 +129,10 @@ fn corpus_job_lists_match_expectations() {
         );
     }
     let exact = files.len() - failures.len();
-    println!("corpus: {exact}/{} exact", files.len());
+    println!(
+        "corpus: {exact}/{} exact; chat pipelines: {runnable} jobs runnable, {excluded} excluded",
+        files.len()
+    );
     for f in &failures {
         println!("  {f}");
     }

@@ -357,6 +357,9 @@ job:
     - !reference [.rules, rules]
 broken:
   script: !reference [.nothing, script]
+tagged:
+  tags: [!reference [.runner-tags]]
+  script: [echo tagged]
 "#,
     )]);
     assert_eq!(
@@ -367,6 +370,14 @@ broken:
         Decision::Run { variables, .. } => assert_eq!(variables, vec![("A".into(), "1".into())]),
         other => panic!("{other:?}"),
     }
+    // A missing reference under a key chatops does not use only warns.
+    assert_eq!(job(&c, "tagged").script, vec!["echo tagged"]);
+    assert!(matches!(decision(&c, "tagged"), Decision::Run { .. }));
+    assert!(
+        c.warnings().iter().any(|w| w.contains("tagged:tags")),
+        "{:?}",
+        c.warnings()
+    );
     match decision(&c, "broken") {
         Decision::Excluded { reason } => {
             assert!(
