@@ -2,7 +2,7 @@
 //! platform's dialect (Slack mrkdwn, Markdown, ...), escaping and fitting it to the platform's
 //! limits.
 
-use crate::ids::{JobId, UserId};
+use crate::ids::UserId;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

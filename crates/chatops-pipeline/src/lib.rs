@@ -1,1 +1,26 @@
-//! (being written)
+//! chatops' actors: the pipeline that turns chat commands into one-job pipelines, and the
+//! watchers that run them and reply.
+//!
+//! # Layout
+//! - [`settings`]: the server and project settings the pipeline runs on.
+//! - [`pipeline`]: [`PipelineActor`](pipeline::PipelineActor) and its cloneable
+//!   [`PipelineHandle`]: permission, job lookup, limits and the queue.
+//! - [`watcher`]: one [`WatcherActor`](watcher::WatcherActor) per job: start, cancel, reply.
+//! - [`executor`]: the shell executor (process group, timeout, GitLab-runner-style trace).
+//! - [`delivery`]: sending a reply through its adapter, with retries.
+//! - [`git`]: reading a project's repository at its branch's HEAD.
+//! - [`messages`]: every message chatops says to a user, worded once.
+//! - [`links`]: signed job-page links. [`metrics`]: counters for `/metrics`.
+
+pub mod delivery;
+pub mod executor;
+pub mod git;
+pub mod links;
+pub mod messages;
+pub mod metrics;
+pub mod pipeline;
+pub mod settings;
+pub mod watcher;
+
+pub use pipeline::{Ack, JobView, PipelineHandle};
+pub use settings::{Member, ProjectSettings, Settings};

@@ -1,0 +1,403 @@
+//! Every message chatops says to a chat user, worded once here. Adapters only render them.
+//! Errors say what happened and what to do.
+
+use chatops_core::reply::format_duration;
+use chatops_core::{
+    Action, Inline, JobId, JobStatus, OutputBlock, PlatformId, Reply, Role, Tone, UserId,
+    Visibility,
+};
+use std::time::Duration;
+
+fn text(s: impl Into<String>) -> Inline {
+    Inline::Text(s.into())
+}
+fn code(s: impl Into<String>) -> Inline {
+    Inline::Code(s.into())
+}
+fn strong(s: impl Into<String>) -> Inline {
+    Inline::Strong(s.into())
+}
+
+/// The facts every message about one job carries.
+#[derive(Clone, Debug)]
+pub struct JobRef {
+    pub id: JobId,
+    pub project: String,
+    /// The project's slash command, for hints like "`/demo cancel 12`".
+    pub command: String,
+    pub job: String,
+    pub user: UserId,
+    pub user_name: Option<String>,
+    pub link: String,
+}
+
+impl JobRef {
+    fn mention(&self) -> Inline {
+        Inline::Mention {
+            id: self.user.clone(),
+            name: self.user_name.clone(),
+        }
+    }
+
+    /// "job `deploy` (#12) on *demo*"
+    fn job_phrase(&self) -> Vec<Inline> {
+        vec![
+            text("job "),
+            code(&self.job),
+            text(format!(" (#{}) on ", self.id)),
+            strong(&self.project),
+        ]
+    }
+
+    fn link(&self, label: &str) -> Inline {
+        Inline::Link {
+            url: self.link.clone(),
+            label: label.into(),
+        }
+    }
+}
+
+/// The usage lines shown with `help` and after an invalid command.
+fn usage(command: &str) -> Vec<Inline> {
+    vec![
+        code(format!("{command} run JOB [INPUT]")),
+        text(" runs a job, "),
+        code(format!("{command} play ID")),
+        text(" starts a manual job, "),
+        code(format!("{command} cancel ID")),
+        text(" stops one, "),
+        code(format!("{command} help")),
+        text(" shows this."),
+    ]
+}
+
+/// `help`: what this user may run from chat.
+pub fn help(project: &str, command: &str, runnable: &[(String, String)], role: Role) -> Reply {
+    let mut s = vec![strong(format!("chatops for {project}")), Inline::LineBreak];
+    s.extend(usage(command));
+    s.push(Inline::LineBreak);
+    if role < Role::RUN_JOBS {
+        s.push(text(format!(
+            "Your role here is {role}; running jobs needs {} or higher.",
+            Role::RUN_JOBS
+        )));
+    } else if runnable.is_empty() {
+        s.push(text("No job of this project can run from chat."));
+    } else {
+        s.push(text("Jobs you can run: "));
+        for (i, (name, when)) in runnable.iter().enumerate() {
+            if i > 0 {
+                s.push(text(", "));
+            }
+            s.push(code(name));
+            if when == "manual" {
+                s.push(text(" (manual)"));
+            }
+        }
+    }
+    Reply::ephemeral(Tone::Neutral, s)
+}
+
+/// Anything that is not a command: "not a valid command" and the help.
+pub fn invalid(reason: &str, help: Reply) -> Reply {
+    let mut s = vec![
+        text(format!("That is not a valid command: {reason}.")),
+        Inline::LineBreak,
+    ];
+    s.extend(help.summary);
+    Reply::ephemeral(Tone::Warning, s)
+}
+
+pub fn unknown_project(slash_command: &str) -> Reply {
+    Reply::ephemeral(
+        Tone::Failure,
+        vec![
+            text("No chatops project answers "),
+            code(slash_command),
+            text(". Ask an admin to set `command:` on a project in the chatops config."),
+        ],
+    )
+}
+
+/// A refusal for a role too low: names the role needed and the user's platform id, so an admin
+/// can add them.
+pub fn role_too_low(
+    project: &str,
+    platform: &PlatformId,
+    user: &UserId,
+    role: Role,
+    needed: Role,
+) -> Reply {
+    Reply::ephemeral(
+        Tone::Failure,
+        vec![
+            text(format!(
+                "You need the {needed} role (or higher) in {project} to do that; you have {role}. Ask an admin to add "
+            )),
+            code(format!("{{{platform}: {user}, role: {needed}}}")),
+            text(format!(" to projects.{project}.members.")),
+        ],
+    )
+}
+
+pub fn unknown_job(project: &str, job: &str, suggestions: &[String]) -> Reply {
+    let mut s = vec![
+        text("There is no job "),
+        code(job),
+        text(format!(" in {project}'s CI file.")),
+    ];
+    if !suggestions.is_empty() {
+        s.push(text(" Did you mean "));
+        for (i, name) in suggestions.iter().enumerate() {
+            if i > 0 {
+                s.push(text(if i + 1 == suggestions.len() {
+                    " or "
+                } else {
+                    ", "
+                }));
+            }
+            s.push(code(name));
+        }
+        s.push(text("?"));
+    }
+    Reply::ephemeral(Tone::Failure, s)
+}
+
+pub fn hidden_job(job: &str) -> Reply {
+    Reply::ephemeral(
+        Tone::Failure,
+        vec![
+            code(job),
+            text(" is a hidden job (its name starts with a dot): it is a template, not something to run."),
+        ],
+    )
+}
+
+pub fn excluded(job: &str, reason: &str) -> Reply {
+    Reply::ephemeral(
+        Tone::Failure,
+        vec![
+            text("Job "),
+            code(job),
+            text(" does not run in chat pipelines ("),
+            text(reason),
+            text("). Allow it with "),
+            code("rules: - if: $CI_PIPELINE_SOURCE == \"chat\""),
+            text(" in the CI file."),
+        ],
+    )
+}
+
+/// The CI file is missing or does not load: the error names the file and line.
+pub fn ci_error(project: &str, error: &str) -> Reply {
+    Reply::ephemeral(
+        Tone::Failure,
+        vec![text(format!("{project}'s CI file cannot be used: {error}"))],
+    )
+}
+
+pub fn internal_error(what: &str) -> Reply {
+    Reply::ephemeral(
+        Tone::Failure,
+        vec![text(format!(
+            "chatops could not do that: {what}. The server log has the details."
+        ))],
+    )
+}
+
+pub fn unknown_job_id(id: JobId) -> Reply {
+    Reply::ephemeral(
+        Tone::Failure,
+        vec![text(format!(
+            "There is no job #{id} on this server that can be changed now (it may have finished)."
+        ))],
+    )
+}
+
+pub fn wrong_project(id: JobId, project: &str) -> Reply {
+    Reply::ephemeral(
+        Tone::Failure,
+        vec![text(format!(
+            "Job #{id} belongs to another project than {project}."
+        ))],
+    )
+}
+
+pub fn not_manual(id: JobId, status: &JobStatus) -> Reply {
+    Reply::ephemeral(
+        Tone::Warning,
+        vec![text(format!(
+            "Job #{id} is not waiting to be played: it {}.",
+            status.describe()
+        ))],
+    )
+}
+
+pub fn shutting_down() -> Reply {
+    Reply::ephemeral(
+        Tone::Warning,
+        vec![text(
+            "chatops is restarting and takes no new commands right now; try again in a minute.",
+        )],
+    )
+}
+
+/// The ack for a job that starts now.
+pub fn started(job: &JobRef) -> Reply {
+    let mut s = vec![job.mention(), text(" started ")];
+    s.extend(job.job_phrase());
+    s.push(text(" · "));
+    s.push(job.link("view job"));
+    let mut reply = Reply::new(Visibility::InChannel, Tone::Neutral, s);
+    reply.actions.push(Action {
+        label: "Cancel".into(),
+        command: format!("{} cancel {}", job.command, job.id),
+        danger: true,
+    });
+    reply
+}
+
+/// The ack for a job that waits for a free slot.
+pub fn queued(job: &JobRef, position: usize) -> Reply {
+    let mut s = vec![job.mention(), text(" queued ")];
+    s.extend(job.job_phrase());
+    s.push(text(format!(
+        ": queued, position {position}; it starts when a slot frees up · "
+    )));
+    s.push(job.link("view job"));
+    let mut reply = Reply::new(Visibility::InChannel, Tone::Neutral, s);
+    reply.actions.push(Action {
+        label: "Cancel".into(),
+        command: format!("{} cancel {}", job.command, job.id),
+        danger: true,
+    });
+    reply
+}
+
+/// The ack for a `when: manual` job: created, waiting to be played.
+pub fn manual(job: &JobRef) -> Reply {
+    let mut s = vec![job.mention(), text(" created ")];
+    s.extend(job.job_phrase());
+    s.push(text(
+        ". It is a manual job (when: manual) and waits: play it with ",
+    ));
+    s.push(code(format!("{} play {}", job.command, job.id)));
+    s.push(text(" · "));
+    s.push(job.link("view job"));
+    let mut reply = Reply::new(Visibility::InChannel, Tone::Neutral, s);
+    reply.actions.push(Action {
+        label: "Play".into(),
+        command: format!("{} play {}", job.command, job.id),
+        danger: false,
+    });
+    reply.actions.push(Action {
+        label: "Cancel".into(),
+        command: format!("{} cancel {}", job.command, job.id),
+        danger: true,
+    });
+    reply
+}
+
+/// The ack for `cancel ID`.
+pub fn cancel_requested(id: JobId) -> Reply {
+    Reply::ephemeral(Tone::Neutral, vec![text(format!("Canceling job #{id}…"))])
+}
+
+/// The ack for `play ID`.
+pub fn play_requested(job: &JobRef, by: &UserId) -> Reply {
+    let mut s = vec![
+        Inline::Mention {
+            id: by.clone(),
+            name: None,
+        },
+        text(" played "),
+    ];
+    s.extend(job.job_phrase());
+    s.push(text(" · "));
+    s.push(job.link("view job"));
+    Reply::new(Visibility::InChannel, Tone::Neutral, s)
+}
+
+/// The job's result, posted to the channel when it ends.
+pub fn finished(
+    job: &JobRef,
+    status: &JobStatus,
+    duration: Option<Duration>,
+    output: OutputBlock,
+) -> Reply {
+    let mut s = vec![job.mention(), text(": ")];
+    s.extend(job.job_phrase());
+    s.push(text(" "));
+    s.push(strong(status.describe()));
+    if let Some(d) = duration {
+        if !matches!(status, JobStatus::TimedOut { .. }) {
+            s.push(text(format!(" in {}", format_duration(d))));
+        }
+    }
+    s.push(text(" · "));
+    s.push(job.link("view job"));
+    let mut reply = Reply::new(Visibility::InChannel, status.tone(), s);
+    reply.output = Some(output);
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> JobRef {
+        JobRef {
+            id: JobId(12),
+            project: "demo".into(),
+            command: "/demo".into(),
+            job: "deploy".into(),
+            user: UserId::new("U1"),
+            user_name: Some("ada".into()),
+            link: "http://x/jobs/12?t=ab".into(),
+        }
+    }
+
+    #[test]
+    fn role_refusal_names_the_role_and_the_id() {
+        let r = role_too_low(
+            "demo",
+            &PlatformId::new("slack"),
+            &UserId::new("U9"),
+            Role::Reporter,
+            Role::Developer,
+        );
+        let t = r.plain_summary();
+        assert!(t.contains("developer role"), "{t}");
+        assert!(t.contains("{slack: U9, role: developer}"), "{t}");
+        assert_eq!(r.visibility, Visibility::Ephemeral);
+    }
+
+    #[test]
+    fn unknown_job_suggests() {
+        let t = unknown_job("demo", "helo", &["hello".into(), "help-me".into()]).plain_summary();
+        assert!(t.contains("Did you mean hello or help-me?"), "{t}");
+    }
+
+    #[test]
+    fn finished_reads_well() {
+        let r = finished(
+            &job(),
+            &JobStatus::Failed { exit_code: Some(3) },
+            Some(Duration::from_millis(1500)),
+            OutputBlock::default(),
+        );
+        assert_eq!(
+            r.plain_summary(),
+            "@ada: job deploy (#12) on demo failed with exit code 3 in 1.5s · view job (http://x/jobs/12?t=ab)"
+        );
+        assert_eq!(r.tone, Tone::Failure);
+        assert_eq!(r.visibility, Visibility::InChannel);
+    }
+
+    #[test]
+    fn manual_offers_play() {
+        let r = manual(&job());
+        assert!(r.plain_summary().contains("/demo play 12"));
+        assert_eq!(r.actions[0].command, "/demo play 12");
+    }
+}

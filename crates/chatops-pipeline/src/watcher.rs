@@ -1,0 +1,308 @@
+//! The [`WatcherActor`]: one per job. It waits (manual or queued) until the pipeline says
+//! `Start`, prepares the working copy, starts the executor in a spawned future that reports back
+//! with messages (`Launched`, `Exited`), can always receive `Cancel`, and when the job ends sends
+//! the formatted reply back through the adapter the command came from.
+
+use crate::delivery;
+use crate::executor::{self, ExecHandle, ExecResult, ExecSpec};
+use crate::git::{self, Revision};
+use crate::messages::{self, JobRef};
+use crate::metrics::Metrics;
+use crate::pipeline::{predefined_variables, JobEnded, PipelineActor, Shared};
+use crate::settings::ProjectSettings;
+use actix::prelude::*;
+use chatops_core::{ChatCommand, JobId, JobStatus, OutputBlock};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Everything decided about a job when its pipeline was created.
+pub struct JobPlan {
+    pub id: JobId,
+    pub job_ref: JobRef,
+    pub project: ProjectSettings,
+    pub job: chatops_ci::Job,
+    /// The CI file's variables for this job (global, job, rules), already expanded.
+    pub file_variables: Vec<(String, String)>,
+    pub input: String,
+    pub revision: Revision,
+    pub command: ChatCommand,
+    pub log_path: PathBuf,
+}
+
+/// Start the job now (sent by the pipeline when a slot is free).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Start;
+
+/// Stop the job: kill it if it runs, drop it if it waits.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Cancel {
+    pub by: Option<String>,
+}
+
+/// The executor started the job's shell.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Launched(ExecHandle);
+
+/// The job ended (or could not start).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Exited(ExecResult);
+
+pub struct WatcherActor {
+    plan: Arc<JobPlan>,
+    shared: Arc<Shared>,
+    pipeline: Addr<PipelineActor>,
+    exec: Option<ExecHandle>,
+    started: Option<Instant>,
+    /// A cancel that arrived while the working copy was being prepared.
+    pending_cancel: Option<Option<String>>,
+    finished: bool,
+}
+
+impl WatcherActor {
+    pub(crate) fn new(
+        plan: JobPlan,
+        shared: Arc<Shared>,
+        pipeline: Addr<PipelineActor>,
+    ) -> WatcherActor {
+        WatcherActor {
+            plan: Arc::new(plan),
+            shared,
+            pipeline,
+            exec: None,
+            started: None,
+            pending_cancel: None,
+            finished: false,
+        }
+    }
+
+    fn finish(&mut self, result: ExecResult, ctx: &mut Context<Self>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let plan = &self.plan;
+        let metrics = &self.shared.metrics;
+        match &result.status {
+            JobStatus::Succeeded => Metrics::inc(&metrics.jobs_succeeded),
+            JobStatus::Failed { .. } | JobStatus::Interrupted => Metrics::inc(&metrics.jobs_failed),
+            JobStatus::Canceled { .. } => Metrics::inc(&metrics.jobs_canceled),
+            JobStatus::TimedOut { .. } => Metrics::inc(&metrics.jobs_timed_out),
+            _ => {}
+        }
+        self.shared.update_view(plan.id, |v| {
+            v.status = result.status.clone();
+            v.finished_at = Some(SystemTime::now());
+            v.pgid = None;
+        });
+        tracing::info!(
+            job = %plan.id,
+            project = %plan.project.name,
+            name = %plan.job.name,
+            status = result.status.name(),
+            duration_ms = result.duration.as_millis() as u64,
+            log_bytes = result.log_bytes,
+            "job finished"
+        );
+        let duration = self.started.map(|_| result.duration);
+        let reply = messages::finished(&plan.job_ref, &result.status, duration, result.output);
+        actix::spawn(delivery::deliver(
+            self.shared.clone(),
+            plan.command.reply_to.clone(),
+            reply,
+            plan.command.received_at,
+        ));
+        self.pipeline.do_send(JobEnded { id: plan.id });
+        let scratch = self.scratch_dir();
+        let checkout = self.checkout_dir();
+        // Removing a checkout can take a while: not on the actor thread.
+        tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_dir_all(scratch);
+            let _ = std::fs::remove_dir_all(checkout);
+        });
+        ctx.stop();
+    }
+
+    fn scratch_dir(&self) -> PathBuf {
+        self.shared
+            .settings
+            .builds_dir()
+            .join(format!("{}.tmp", self.plan.id))
+    }
+
+    fn checkout_dir(&self) -> PathBuf {
+        self.shared
+            .settings
+            .builds_dir()
+            .join(self.plan.id.to_string())
+    }
+}
+
+impl Actor for WatcherActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Start> for WatcherActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Start, ctx: &mut Context<Self>) {
+        if self.finished || self.started.is_some() {
+            return;
+        }
+        self.started = Some(Instant::now());
+        Metrics::inc(&self.shared.metrics.jobs_started);
+        self.shared.update_view(self.plan.id, |v| {
+            v.status = JobStatus::Running;
+            v.started_at = Some(SystemTime::now());
+        });
+        let plan = self.plan.clone();
+        let checkout = self.checkout_dir();
+        let scratch = self.scratch_dir();
+        let addr = ctx.address();
+        let started = Instant::now();
+        actix::spawn(async move {
+            let spec = match build_spec(&plan, checkout, scratch).await {
+                Ok(spec) => spec,
+                Err(message) => {
+                    addr.do_send(Exited(setup_failure(&plan, &message, started)));
+                    return;
+                }
+            };
+            match executor::start(spec) {
+                Ok((handle, done)) => {
+                    addr.do_send(Launched(handle));
+                    let result = done.await;
+                    addr.do_send(Exited(result));
+                }
+                Err(e) => {
+                    let message = format!("could not start the job's shell: {e}");
+                    addr.do_send(Exited(setup_failure(&plan, &message, started)));
+                }
+            }
+        });
+    }
+}
+
+impl Handler<Launched> for WatcherActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Launched, _ctx: &mut Context<Self>) {
+        let handle = msg.0;
+        let pgid = handle.pgid();
+        self.shared.update_view(self.plan.id, |v| v.pgid = pgid);
+        if let Some(by) = self.pending_cancel.take() {
+            handle.cancel(by);
+        }
+        self.exec = Some(handle);
+    }
+}
+
+impl Handler<Exited> for WatcherActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Exited, ctx: &mut Context<Self>) {
+        self.finish(msg.0, ctx);
+    }
+}
+
+impl Handler<Cancel> for WatcherActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Cancel, ctx: &mut Context<Self>) {
+        if self.finished {
+            return;
+        }
+        match (&self.exec, self.started) {
+            (Some(exec), _) => exec.cancel(msg.by),
+            (None, Some(_)) => self.pending_cancel = Some(msg.by),
+            (None, None) => {
+                // Never started (manual or queued): nothing runs, so it ends here.
+                let result = ExecResult {
+                    status: JobStatus::Canceled { by: msg.by },
+                    output: OutputBlock::default(),
+                    duration: Duration::ZERO,
+                    log_bytes: 0,
+                };
+                self.finish(result, ctx);
+            }
+        }
+    }
+}
+
+/// The job's environment (contract §4), later entries winning: the CI file's variables, the
+/// project's variables and secrets, then the predefined and chat variables, which a CI file or
+/// config cannot override.
+pub fn job_environment(plan: &JobPlan, workdir: &std::path::Path) -> Vec<(String, String)> {
+    let mut env = plan.file_variables.clone();
+    env.extend(plan.project.variables.iter().cloned());
+    env.extend(plan.project.secrets.iter().cloned());
+    env.extend(predefined_variables(&plan.project, &plan.revision));
+    let cmd = &plan.command;
+    env.extend([
+        ("CHAT_INPUT".to_owned(), plan.input.clone()),
+        ("CHAT_CHANNEL".to_owned(), cmd.channel.to_string()),
+        ("CHAT_USER_ID".to_owned(), cmd.user.to_string()),
+        ("CHAT_PLATFORM".to_owned(), cmd.platform.to_string()),
+        ("CI_JOB_ID".to_owned(), plan.id.to_string()),
+        ("CI_JOB_NAME".to_owned(), plan.job.name.clone()),
+        ("CI_PIPELINE_ID".to_owned(), plan.id.to_string()),
+        (
+            "CI_PROJECT_DIR".to_owned(),
+            workdir.to_string_lossy().into_owned(),
+        ),
+    ]);
+    env
+}
+
+/// Prepares the working copy (a fresh checkout for git) and the executor's spec.
+async fn build_spec(
+    plan: &JobPlan,
+    checkout: PathBuf,
+    scratch: PathBuf,
+) -> Result<ExecSpec, String> {
+    let workdir = match &plan.revision {
+        Revision::Folder { root } => std::fs::canonicalize(root).unwrap_or_else(|_| root.clone()),
+        Revision::Git { repo, sha, .. } => {
+            git::checkout(repo, sha, &checkout)
+                .await
+                .map_err(|e| format!("could not check out {sha}: {e}"))?;
+            checkout
+        }
+    };
+    let env = job_environment(plan, &workdir);
+    Ok(ExecSpec {
+        job_id: plan.id,
+        job_name: plan.job.name.clone(),
+        workdir,
+        env,
+        before_script: plan.job.before_script.clone(),
+        script: plan.job.script.clone(),
+        after_script: plan.job.after_script.clone(),
+        timeout: plan.job.timeout.unwrap_or(plan.project.timeout),
+        log_path: plan.log_path.clone(),
+        secrets: plan.project.secret_values(),
+        scratch_dir: scratch,
+    })
+}
+
+/// A job that could not start: failed, with the reason as its output (and in its log).
+fn setup_failure(plan: &JobPlan, message: &str, started: Instant) -> ExecResult {
+    tracing::error!(job = %plan.id, error = message, "job could not start");
+    if let Some(parent) = plan.log_path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let _ = std::fs::write(&plan.log_path, format!("ERROR: {message}\n"));
+    ExecResult {
+        status: JobStatus::Failed { exit_code: None },
+        output: OutputBlock {
+            text: format!("ERROR: {message}"),
+            omitted_bytes: 0,
+        },
+        duration: started.elapsed(),
+        log_bytes: message.len() as u64 + 8,
+    }
+}
