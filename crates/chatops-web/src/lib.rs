@@ -1,1 +1,135 @@
-//! (being written)
+//! chatops' HTTP side. It mounts every adapter's routes, reads raw bytes and headers and hands
+//! them to the adapter (adapters translate, they don't route), and serves `/healthz`, `/metrics`
+//! and the job pages.
+//!
+//! # Layout
+//! - [`configure`]: registers every route on an actix-web `App`.
+//! - `inbound`: the one handler behind every platform route.
+//! - `pages`: `/jobs/{id}`, the signed job page with its live log.
+
+mod pages;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chatops_core::{
+    Adapters, ChatAdapter, HttpReply, Inbound, InboundError, InboundRequest, RouteKind,
+};
+use chatops_pipeline::PipelineHandle;
+use std::sync::Arc;
+
+/// Largest request body accepted from a platform. Slack's and Mattermost's payloads are a few
+/// KiB; actix-web's `Form` would cap at 16 KiB and hide the raw bytes, so we read `Bytes`.
+const MAX_BODY: usize = 1 << 20;
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct WebState {
+    pub pipeline: PipelineHandle,
+    pub adapters: Adapters,
+}
+
+/// Registers all routes: each adapter's platform routes, health, metrics and job pages.
+pub fn configure(state: WebState) -> impl FnOnce(&mut web::ServiceConfig) + Clone {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(web::Data::new(state.clone()))
+            .app_data(web::PayloadConfig::new(MAX_BODY))
+            .route("/healthz", web::get().to(healthz))
+            .route("/metrics", web::get().to(metrics))
+            .route("/jobs/{id}", web::get().to(pages::job_page));
+        for adapter in state.adapters.iter() {
+            for route in adapter.routes() {
+                let adapter = adapter.clone();
+                let kind = route.kind;
+                cfg.route(
+                    &route.path,
+                    web::post().to(
+                        move |req: HttpRequest, body: web::Bytes, state: web::Data<WebState>| {
+                            inbound(adapter.clone(), kind, req, body, state)
+                        },
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The handler behind every platform route: verify and parse (adapter), submit (pipeline),
+/// answer with the adapter's ack. Verification failures get 401 and cause no work.
+async fn inbound(
+    adapter: Arc<dyn ChatAdapter>,
+    kind: RouteKind,
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<WebState>,
+) -> HttpResponse {
+    let request = InboundRequest {
+        query: req.query_string().to_owned(),
+        headers: req
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect(),
+        body: body.to_vec(),
+    };
+    let platform = adapter.platform();
+    match adapter.inbound(kind, &request) {
+        Ok(Inbound::Respond(reply)) => to_response(reply),
+        Ok(Inbound::Command(command)) => {
+            tracing::info!(
+                platform = %platform,
+                user = %command.user,
+                channel = %command.channel,
+                command = %command.slash_command,
+                "command received"
+            );
+            let ack = state.pipeline.submit((*command).clone()).await;
+            to_response(adapter.ack(&command, &ack.reply))
+        }
+        Err(err) => {
+            match &err {
+                InboundError::Unauthorized(why) => {
+                    tracing::warn!(platform = %platform, reason = %why, "request refused: verification failed")
+                }
+                InboundError::BadRequest(why) => {
+                    tracing::warn!(platform = %platform, reason = %why, "request refused: malformed")
+                }
+            }
+            let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let message = match err {
+                InboundError::Unauthorized(_) => "request verification failed".to_owned(),
+                InboundError::BadRequest(why) => why,
+            };
+            HttpResponse::build(status)
+                .content_type("text/plain; charset=utf-8")
+                .body(message)
+        }
+    }
+}
+
+/// Converts an adapter's platform-shaped response into an actix response.
+pub fn to_response(reply: HttpReply) -> HttpResponse {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    let mut builder = HttpResponse::build(status);
+    if let Some(ct) = reply.content_type {
+        builder.content_type(ct);
+    }
+    builder.body(reply.body)
+}
+
+async fn healthz(state: web::Data<WebState>) -> HttpResponse {
+    if state.pipeline.is_accepting() {
+        HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body("ok\n")
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain; charset=utf-8")
+            .body("shutting down\n")
+    }
+}
+
+async fn metrics(state: web::Data<WebState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.pipeline.metrics().render())
+}
