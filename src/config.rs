@@ -1,0 +1,647 @@
+//! The configuration file (contract §2): YAML, `${NAME}` / `${NAME:-default}` expanded from the
+//! environment in every string, unknown keys refused, paths relative to the file's folder.
+//! Errors name the file and line and say what to do.
+
+use chatops_core::{PlatformId, ProjectName, Role, UserId};
+use chatops_pipeline::{Member, ProjectSettings};
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The config `chatops serve` uses when no file is named and `config/chatops.yaml` is absent:
+/// the demo, with paths relative to this repository's `config/` folder.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/chatops.yaml");
+
+/// Where the embedded default's relative paths point.
+pub fn embedded_base() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+/// A config error: which file, which line (when known), what is wrong and what to do.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `server:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `address:port` to listen on; port 0 picks a free port (logged at start).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Base URL for links to job pages in replies; default `http://<listen address>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Where the store and job logs live; created when missing.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Jobs running at once on this server; more wait in a queue.
+    #[serde(default = "default_max_jobs")]
+    pub max_concurrent_jobs: usize,
+    /// On SIGTERM/SIGINT, how long running jobs may finish before they are stopped.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace: String,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn default_max_jobs() -> usize {
+    64
+}
+fn default_grace() -> String {
+    "30s".into()
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            public_url: None,
+            data_dir: default_data_dir(),
+            max_concurrent_jobs: default_max_jobs(),
+            shutdown_grace: default_grace(),
+        }
+    }
+}
+
+/// The whole file, as typed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
+    slack: Option<chatops_slack::SlackConfig>,
+    #[serde(default)]
+    projects: Mapping,
+}
+
+/// `projects.<name>:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProject {
+    /// The slash command that addresses the project; default `/<name>`.
+    #[serde(default)]
+    command: Option<String>,
+    /// A git work tree (or bare repository), or a plain folder.
+    repository: PathBuf,
+    /// git only: default the repository's default branch (HEAD).
+    #[serde(default)]
+    branch: Option<String>,
+    #[serde(default = "default_ci_file")]
+    ci_file: String,
+    /// Default job timeout when the job sets none (GitLab duration: `1h`, `90 minutes`...).
+    #[serde(default)]
+    timeout: Option<Value>,
+    /// Jobs of this project running at once, within the server's limit.
+    #[serde(default = "default_project_jobs")]
+    max_concurrent_jobs: usize,
+    #[serde(default)]
+    variables: Mapping,
+    #[serde(default)]
+    secrets: Mapping,
+    #[serde(default)]
+    default_role: Role,
+    #[serde(default)]
+    members: Vec<Mapping>,
+}
+
+fn default_ci_file() -> String {
+    ".gitlab-ci.yml".into()
+}
+fn default_project_jobs() -> usize {
+    16
+}
+
+/// The loaded configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it came from (or `<embedded default>`).
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    /// `server.data_dir`, absolute.
+    pub data_dir: PathBuf,
+    pub shutdown_grace: Duration,
+    pub slack: Option<chatops_slack::SlackConfig>,
+    pub projects: Vec<ProjectSettings>,
+    /// Things worth a warning at start (e.g. the demo signing secret).
+    pub warnings: Vec<String>,
+}
+
+/// The secret the demo config falls back to; the server warns when it is in use.
+pub const DEMO_SLACK_SECRET: &str = "chatops-demo-signing-secret";
+
+impl Config {
+    /// Loads `path`, or (when `path` is `None`) `$CHATOPS_CONFIG`, else `config/chatops.yaml`,
+    /// else the embedded default.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env_path = std::env::var_os("CHATOPS_CONFIG").map(PathBuf::from);
+        let chosen = path.map(Path::to_path_buf).or(env_path);
+        match chosen {
+            Some(p) => Config::load_file(&p),
+            None => {
+                let default = PathBuf::from("config/chatops.yaml");
+                if default.exists() {
+                    Config::load_file(&default)
+                } else {
+                    Config::from_text(
+                        EMBEDDED_DEFAULT,
+                        Path::new("<embedded default config>"),
+                        &embedded_base(),
+                        &|name| std::env::var(name).ok(),
+                    )
+                }
+            }
+        }
+    }
+
+    pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            message: format!(
+                "cannot read the config file: {e}. Pass --config FILE or set CHATOPS_CONFIG."
+            ),
+        })?;
+        let base = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."));
+        let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_owned());
+        Config::from_text(&text, path, &base, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses config text; `env` looks variables up (injectable for tests).
+    pub fn from_text(
+        text: &str,
+        file: &Path,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let err = |line: Option<usize>, message: String| ConfigError {
+            file: file.to_owned(),
+            line,
+            message,
+        };
+        let mut value: Value = serde_yaml::from_str(text).map_err(|e| {
+            err(
+                e.location().map(|l| l.line()),
+                format!("not valid YAML: {e}"),
+            )
+        })?;
+        if value.is_null() {
+            value = Value::Mapping(Mapping::new());
+        }
+        expand_env(&mut value, &mut Vec::new(), env).map_err(|(path, msg)| {
+            let line = msg
+                .split('`')
+                .nth(1)
+                .and_then(|needle| line_of_text(text, needle))
+                .or_else(|| line_of_path(text, &path));
+            err(line, msg)
+        })?;
+        let raw: RawConfig =
+            typed(value, &[]).map_err(|(path, msg)| err(line_of_path(text, &path), msg))?;
+
+        let mut warnings = Vec::new();
+        if let Some(slack) = &raw.slack {
+            if slack.signing_secret == DEMO_SLACK_SECRET {
+                warnings.push(
+                    "Slack uses the demo signing secret: anyone who reads the README can sign requests. Set SLACK_SIGNING_SECRET to your app's signing secret."
+                        .to_owned(),
+                );
+            }
+            if slack.signing_secret.is_empty() {
+                return Err(err(
+                    line_of_path(text, &["slack".into(), "signing_secret".into()]),
+                    "slack.signing_secret is empty: set it to your Slack app's signing secret (Basic Information → App Credentials)".into(),
+                ));
+            }
+        }
+        let shutdown_grace =
+            chatops_ci::parse_duration(&raw.server.shutdown_grace).map_err(|e| {
+                err(
+                    line_of_path(text, &["server".into(), "shutdown_grace".into()]),
+                    format!("server.shutdown_grace: {e}"),
+                )
+            })?;
+        let data_dir = absolute(base, &raw.server.data_dir);
+        let mut projects = Vec::new();
+        for (key, value) in raw.projects {
+            let Some(name) = key.as_str().map(str::to_owned) else {
+                return Err(err(
+                    line_of_path(text, &["projects".into()]),
+                    "project names must be strings".into(),
+                ));
+            };
+            let path = vec!["projects".to_owned(), name.clone()];
+            let project: RawProject =
+                typed(value, &path).map_err(|(p, msg)| err(line_of_path(text, &p), msg))?;
+            projects.push(
+                project_settings(&name, project, base)
+                    .map_err(|(p, msg)| err(line_of_path(text, &p), msg))?,
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &projects {
+            if !seen.insert(p.command.to_ascii_lowercase()) {
+                return Err(err(
+                    line_of_path(text, &["projects".into(), p.name.to_string()]),
+                    format!(
+                        "two projects answer {}: give one of them another `command:`",
+                        p.command
+                    ),
+                ));
+            }
+        }
+        Ok(Config {
+            source: file.to_owned(),
+            server: raw.server,
+            data_dir,
+            shutdown_grace,
+            slack: raw.slack,
+            projects,
+            warnings,
+        })
+    }
+
+    pub fn project(&self, name: &str) -> Option<&ProjectSettings> {
+        self.projects.iter().find(|p| p.name.as_str() == name)
+    }
+}
+
+type PathErr = (Vec<String>, String);
+
+fn absolute(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        let joined = base.join(p);
+        // Tidy `./` and `..` when the path exists; otherwise keep it as joined.
+        std::fs::canonicalize(&joined).unwrap_or(joined)
+    }
+}
+
+/// Deserializes a value into `T`, reporting the path of the offending key.
+fn typed<T: serde::de::DeserializeOwned>(value: Value, prefix: &[String]) -> Result<T, PathErr> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut path: Vec<String> = prefix.to_vec();
+        for seg in e.path().iter() {
+            if let serde_path_to_error::Segment::Map { key } = seg {
+                path.push(key.clone());
+            }
+        }
+        let inner = e.into_inner().to_string();
+        // "unknown field `x`, expected one of ..." points at `x` itself.
+        if let Some(field) = inner
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split('`').next())
+        {
+            if path.last().map(String::as_str) != Some(field) {
+                path.push(field.to_owned());
+            }
+            let at = path[..path.len() - 1].join(".");
+            let at = if at.is_empty() {
+                "the top level".to_owned()
+            } else {
+                at
+            };
+            return (
+                path,
+                format!("unknown key `{field}` in {at} ({inner}): fix its spelling or remove it"),
+            );
+        }
+        let at = path.join(".");
+        (path, format!("{at}: {inner}"))
+    })
+}
+
+fn project_settings(name: &str, raw: RawProject, base: &Path) -> Result<ProjectSettings, PathErr> {
+    let at = |key: &str| vec!["projects".to_owned(), name.to_owned(), key.to_owned()];
+    let timeout = match raw.timeout {
+        None => Duration::from_secs(3600),
+        Some(Value::Number(n)) => Duration::from_secs(n.as_u64().unwrap_or(3600)),
+        Some(Value::String(s)) => chatops_ci::parse_duration(&s)
+            .map_err(|e| (at("timeout"), format!("projects.{name}.timeout: {e}")))?,
+        Some(_) => {
+            return Err((
+                at("timeout"),
+                format!("projects.{name}.timeout must be a duration like `1h` or `30m`"),
+            ))
+        }
+    };
+    let command = raw.command.unwrap_or_else(|| format!("/{name}"));
+    if !command.starts_with('/') || command.contains(char::is_whitespace) {
+        return Err((
+            at("command"),
+            format!("projects.{name}.command must be a slash command like `/{name}`"),
+        ));
+    }
+    let mut members = Vec::new();
+    for entry in raw.members {
+        members.push(member(name, &entry)?);
+    }
+    Ok(ProjectSettings {
+        name: ProjectName::new(name),
+        command,
+        repository: absolute(base, &raw.repository),
+        branch: raw.branch,
+        ci_file: raw.ci_file,
+        timeout,
+        max_concurrent_jobs: raw.max_concurrent_jobs.max(1),
+        variables: scalar_map(&raw.variables, name, "variables")?,
+        secrets: scalar_map(&raw.secrets, name, "secrets")?,
+        default_role: raw.default_role,
+        members,
+    })
+}
+
+/// `{slack: U024BE7LH, role: developer}`: exactly one platform key and a role.
+fn member(project: &str, entry: &Mapping) -> Result<Member, PathErr> {
+    let at = vec![
+        "projects".to_owned(),
+        project.to_owned(),
+        "members".to_owned(),
+    ];
+    let mut role = None;
+    let mut ids = Vec::new();
+    for (k, v) in entry {
+        let key = k.as_str().unwrap_or_default();
+        let value = scalar(v).ok_or_else(|| {
+            (
+                at.clone(),
+                format!("projects.{project}.members: `{key}` must be a string"),
+            )
+        })?;
+        if key == "role" {
+            role = Some(
+                value
+                    .parse::<Role>()
+                    .map_err(|e| (at.clone(), format!("projects.{project}.members: {e}")))?,
+            );
+        } else {
+            ids.push((key.to_owned(), value));
+        }
+    }
+    let (Some(role), [(platform, user)]) = (role, ids.as_slice()) else {
+        return Err((
+            at,
+            format!(
+                "projects.{project}.members: each entry needs one platform id and a role, like {{slack: U024BE7LH, role: developer}}"
+            ),
+        ));
+    };
+    Ok(Member {
+        platform: PlatformId::new(platform.clone()),
+        user: UserId::new(user.clone()),
+        role,
+    })
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn scalar_map(map: &Mapping, project: &str, key: &str) -> Result<Vec<(String, String)>, PathErr> {
+    let mut out = Vec::new();
+    for (k, v) in map {
+        let (Some(name), Some(value)) = (k.as_str(), scalar(v)) else {
+            return Err((
+                vec!["projects".into(), project.into(), key.into()],
+                format!("projects.{project}.{key}: values must be strings, numbers or booleans"),
+            ));
+        };
+        out.push((name.to_owned(), value));
+    }
+    Ok(out)
+}
+
+/// Expands `${NAME}` and `${NAME:-default}` in every string of the tree.
+fn expand_env(
+    value: &mut Value,
+    path: &mut Vec<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), PathErr> {
+    match value {
+        Value::String(s) => {
+            *s = expand_str(s, env).map_err(|m| (path.clone(), m))?;
+        }
+        Value::Sequence(items) => {
+            for item in items {
+                expand_env(item, path, env)?;
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                path.push(k.as_str().unwrap_or_default().to_owned());
+                expand_env(v, path, env)?;
+                path.pop();
+            }
+        }
+        Value::Tagged(tagged) => expand_env(&mut tagged.value, path, env)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// One string's expansion. An unset `${NAME}` without default is an error that names it.
+pub fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(format!(
+                "`${{{after}` has no closing brace: write ${{NAME}} or ${{NAME:-default}}"
+            ));
+        };
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "`${{{inner}}}` is not a variable reference: names use letters, digits and _"
+            ));
+        }
+        match (env(name), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(format!(
+                    "`${{{name}` is not set: export {name}, or write ${{{name}:-default}} in the config"
+                ))
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The 1-based line of the first occurrence of `needle`.
+fn line_of_text(text: &str, needle: &str) -> Option<usize> {
+    let idx = text.find(needle)?;
+    Some(text[..idx].matches('\n').count() + 1)
+}
+
+/// The line of a key path (`projects`, `demo`, `timeout`), found by scanning for each key in
+/// turn at a deeper indentation than its parent. Good enough for error messages.
+fn line_of_path(text: &str, path: &[String]) -> Option<usize> {
+    let mut found = None;
+    let mut min_indent = 0usize;
+    let mut from_line = 0usize;
+    for key in path.iter().filter(|k| !k.is_empty()) {
+        let mut hit = None;
+        for (i, line) in text.lines().enumerate().skip(from_line) {
+            let trimmed = line.trim_start();
+            let indent = line.len() - trimmed.len();
+            let body = trimmed.trim_start_matches("- ").trim_start_matches('{');
+            let matches_key = body
+                .strip_prefix(key.as_str())
+                .or_else(|| body.strip_prefix(&format!("\"{key}\"")))
+                .is_some_and(|r| r.trim_start().starts_with(':'));
+            if matches_key && (indent >= min_indent || found.is_none()) {
+                hit = Some((i, indent));
+                break;
+            }
+        }
+        let (i, indent) = hit?;
+        found = Some(i + 1);
+        from_line = i + 1;
+        min_indent = indent + 1;
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "SECRET" => Some("s3cr3t".into()),
+            _ => None,
+        }
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_text(text, Path::new("c.yaml"), Path::new("/base"), &env)
+    }
+
+    #[test]
+    fn expands_env_with_defaults() {
+        assert_eq!(expand_str("a${SECRET}b", &env).unwrap(), "as3cr3tb");
+        assert_eq!(expand_str("${NOPE:-dflt}", &env).unwrap(), "dflt");
+        assert_eq!(expand_str("${NOPE:-}", &env).unwrap(), "");
+        assert!(expand_str("${NOPE}", &env).unwrap_err().contains("NOPE"));
+        assert!(expand_str("${OPEN", &env).is_err());
+    }
+
+    #[test]
+    fn loads_projects_with_relative_paths() {
+        let c = load(
+            "server:\n  listen: 127.0.0.1:0\nprojects:\n  demo:\n    repository: repo\n    timeout: 10m\n    variables: {A: 1, B: x}\n    secrets: {T: \"${SECRET}\"}\n    default_role: reporter\n    members:\n      - {slack: U1, role: maintainer}\n",
+        )
+        .unwrap();
+        let p = &c.projects[0];
+        assert_eq!(p.command, "/demo");
+        assert_eq!(p.repository, PathBuf::from("/base/repo"));
+        assert_eq!(p.timeout, Duration::from_secs(600));
+        assert_eq!(
+            p.variables,
+            vec![("A".into(), "1".into()), ("B".into(), "x".into())]
+        );
+        assert_eq!(p.secrets, vec![("T".into(), "s3cr3t".into())]);
+        assert_eq!(p.default_role, Role::Reporter);
+        assert_eq!(p.members[0].role, Role::Maintainer);
+        assert_eq!(c.data_dir, PathBuf::from("/base/data"));
+    }
+
+    #[test]
+    fn unknown_keys_name_file_and_line() {
+        let e =
+            load("server:\n  listen: x\nprojects:\n  demo:\n    repository: r\n    timeot: 1h\n")
+                .unwrap_err();
+        assert_eq!(e.line, Some(6), "{e}");
+        assert!(
+            e.to_string().starts_with("c.yaml:6: unknown key `timeot`"),
+            "{e}"
+        );
+        let e = load("serverr: {}\n").unwrap_err();
+        assert_eq!(e.line, Some(1), "{e}");
+    }
+
+    #[test]
+    fn unset_variable_is_an_error_with_its_line() {
+        let e = load("projects:\n  demo:\n    repository: r\n    secrets: {T: \"${MISSING}\"}\n")
+            .unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.message.contains("MISSING"), "{e}");
+    }
+
+    #[test]
+    fn broken_yaml_has_a_line() {
+        let e = load("projects:\n  demo:\n    repository: [\n").unwrap_err();
+        assert!(e.line.is_some(), "{e}");
+        assert!(e.message.contains("not valid YAML"));
+    }
+
+    #[test]
+    fn bad_members_and_roles() {
+        let e = load("projects:\n  demo:\n    repository: r\n    members:\n      - {slack: U1}\n")
+            .unwrap_err();
+        assert!(e.message.contains("one platform id and a role"), "{e}");
+        let e =
+            load("projects:\n  demo:\n    repository: r\n    default_role: admin\n").unwrap_err();
+        assert!(e.message.contains("admin"), "{e}");
+    }
+
+    #[test]
+    fn embedded_default_loads() {
+        let c = Config::from_text(
+            EMBEDDED_DEFAULT,
+            Path::new("<embedded>"),
+            &embedded_base(),
+            &|_| None,
+        )
+        .unwrap();
+        assert!(c.project("demo").is_some());
+        assert!(c.slack.is_some());
+        assert!(!c.warnings.is_empty(), "the demo secret is warned about");
+    }
+}

@@ -1,0 +1,163 @@
+//! chatops: run GitLab-CI-style jobs from chat.
+//!
+//! # Layout
+//! - [`config`]: the configuration file (contract §2).
+//! - [`Application`]: the composition root. It binds the listener (so tests can use port 0 and
+//!   read the real port), builds the adapters, starts the pipeline and the HTTP server once, and
+//!   runs until the shutdown future it is given completes.
+//! - [`check`]: `chatops check`, every job of every project and whether chat may run it.
+//! - [`console`]: the console adapter behind `chatops run`.
+//!
+//! The crates: `chatops-core` (commands, replies, roles, the adapter trait), `chatops-ci`
+//! (`.gitlab-ci.yml`), `chatops-pipeline` (actors, executor), `chatops-web` (routes),
+//! `chatops-slack` (and the other platforms).
+
+pub mod check;
+pub mod config;
+pub mod console;
+
+use anyhow::Context as _;
+use chatops_core::{Adapters, ChatAdapter, SystemClock};
+use chatops_pipeline::{PipelineHandle, Settings};
+use config::Config;
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    addr: SocketAddr,
+    server: actix_web::dev::Server,
+    pipeline: PipelineHandle,
+    grace: Duration,
+}
+
+impl Application {
+    /// Binds the listener and starts the pipeline. Must run inside an actix `System`.
+    pub async fn build(config: &Config) -> anyhow::Result<Application> {
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        let listener = TcpListener::bind(&config.server.listen).with_context(|| {
+            format!(
+                "{}: cannot listen on {} (server.listen)",
+                config.source.display(),
+                config.server.listen
+            )
+        })?;
+        let addr = listener.local_addr()?;
+        let public_url = config
+            .server
+            .public_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let adapters = build_adapters(config)?;
+        let settings = settings(config, public_url, link_key(&config.data_dir)?);
+        let pipeline = PipelineHandle::start(settings, adapters.clone());
+        let state = chatops_web::WebState {
+            pipeline: pipeline.clone(),
+            adapters,
+        };
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new().configure(chatops_web::configure(state.clone()))
+        })
+        .listen(listener)?
+        // Shutdown is an input (`run_until`): actix-web must not install its own handlers.
+        .disable_signals()
+        .shutdown_timeout(5)
+        .run();
+        tracing::info!("chatops listening on http://{addr}");
+        Ok(Application {
+            addr,
+            server,
+            pipeline,
+            grace: config.shutdown_grace,
+        })
+    }
+
+    /// The address actually bound (port 0 resolved).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn pipeline(&self) -> &PipelineHandle {
+        &self.pipeline
+    }
+
+    /// Serves until `shutdown` completes, then stops taking commands, lets running jobs finish
+    /// within the grace period, and stops the HTTP server.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = actix_rt::spawn(self.server);
+        shutdown.await;
+        tracing::info!(
+            grace_s = self.grace.as_secs(),
+            "shutting down: no new commands, running jobs may finish"
+        );
+        self.pipeline.shutdown(self.grace).await;
+        handle.stop(true).await;
+        let _ = server.await;
+        tracing::info!("shut down cleanly");
+        Ok(())
+    }
+}
+
+/// The chat platforms configured, plus nothing else: the console adapter is the CLI's.
+pub fn build_adapters(config: &Config) -> anyhow::Result<Adapters> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .user_agent(concat!("chatops/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let mut adapters = Adapters::new();
+    if let Some(slack) = &config.slack {
+        let adapter: Arc<dyn ChatAdapter> = Arc::new(chatops_slack::SlackAdapter::new(
+            slack.clone(),
+            Arc::new(SystemClock),
+            http.clone(),
+        ));
+        adapters.register(adapter);
+    }
+    Ok(adapters)
+}
+
+/// The pipeline's settings from the config.
+pub fn settings(config: &Config, public_url: String, link_key: Vec<u8>) -> Settings {
+    Settings {
+        data_dir: config.data_dir.clone(),
+        public_url,
+        max_concurrent_jobs: config.server.max_concurrent_jobs.max(1),
+        link_key,
+        projects: config.projects.clone(),
+    }
+}
+
+/// The key that signs job-page links: random, made once, kept in `data_dir/link.key` so links
+/// stay valid across restarts.
+pub fn link_key(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("link.key");
+    if let Ok(key) = std::fs::read(&path) {
+        if key.len() >= 32 {
+            return Ok(key);
+        }
+    }
+    let mut key = vec![0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .context("cannot read /dev/urandom for the link key")?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(&path)
+        .and_then(|mut f| f.write_all(&key))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
+}
