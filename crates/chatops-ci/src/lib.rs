@@ -3,17 +3,21 @@
 //!
 //! # Layout
 //! Two phases (nothing downstream sees raw YAML):
-//! 1. Raw tree: [`yaml`] parses text into an ordered tree (anchors, aliases and merge keys
+//! 1. Raw tree: `yaml` parses text into an ordered tree (anchors, aliases and merge keys
 //!    applied as GitLab's Psych does, `!reference` kept as a tag, alias bombs refused);
-//!    [`load`](mod@load) reads the `spec:` header and inputs and merges `include:` files;
-//!    [`resolve`] applies `extends:` then `!reference`.
-//! 2. Typed configuration: [`config`] builds [`CiConfig`] from the tree with [`job`] (scripts,
-//!    variables, `default:`/`inherit`) and [`rules`] (`rules`, `workflow:rules`,
-//!    `only`/`except`), whose conditions use the [`expr`] expression language.
+//!    `load` reads the `spec:` header and inputs and merges `include:` files; `resolve`
+//!    applies `extends:` then `!reference`.
+//! 2. Typed configuration: `config` builds [`CiConfig`] from the tree with `job` (scripts,
+//!    variables, `default:`/`inherit`) and `rules` (`rules`, `workflow:rules`,
+//!    `only`/`except`), whose conditions use the `expr` expression language.
 //!
-//! Support: [`source`] ([`Source`], [`DirSource`]), [`variables`] ([`Variables`], `$VAR`
-//! expansion), [`duration`] ([`parse_duration`]), [`glob`] (include globs and
-//! `rules:exists`), [`error`] ([`CiError`]).
+//! Support: `source` ([`Source`], [`DirSource`]), `variables` ([`Variables`], `$VAR`
+//! expansion), `duration` ([`parse_duration`]), `glob` (include globs and `rules:exists`),
+//! `error` ([`CiError`]).
+//!
+//! Where GitLab would refuse a whole file for one job's sake (an unknown `extends`, a missing
+//! `!reference`, a job without `script`, a missing local include), chatops keeps the other
+//! jobs: the affected job is listed and [`CiConfig::evaluate`] says why it cannot run.
 
 mod config;
 mod duration;
