@@ -48,6 +48,10 @@ pub const ANSI_CLEAR: &str = "\x1b[0K";
 
 /// The longest marker the parser accepts; longer "markers" are ordinary text.
 const MAX_MARKER_LEN: usize = 256;
+/// Up to this many distinct first bytes of secrets, the masker scans eight bytes at a time.
+const MAX_WORD_SCAN_BYTES: usize = 6;
+/// The runner's header and `$ command` lines are short; a longer first line is output.
+const MAX_HEAD_LINE: usize = 64 * 1024;
 /// OSC/DCS strings (window titles, hyperlinks) longer than this end anyway, so a stray
 /// `ESC ]` cannot swallow the rest of a job's output.
 const MAX_STRING_ESCAPE_LEN: usize = 4096;
@@ -148,6 +152,8 @@ pub struct SecretMasker {
     secrets: Vec<Vec<u8>>,
     /// Whether a byte starts some secret: the scan skips everything else quickly.
     first_bytes: Vec<bool>,
+    /// The distinct first bytes, when few enough to look for eight bytes at a time.
+    few_first_bytes: Vec<u8>,
     longest: usize,
     carry: Vec<u8>,
     /// Reused buffer holding `carry + chunk`.
@@ -174,9 +180,16 @@ impl SecretMasker {
             }
         }
         let longest = list.first().map_or(0, Vec::len);
+        let mut few_first_bytes: Vec<u8> = list.iter().filter_map(|s| s.first().copied()).collect();
+        few_first_bytes.sort_unstable();
+        few_first_bytes.dedup();
+        if few_first_bytes.len() > MAX_WORD_SCAN_BYTES {
+            few_first_bytes.clear();
+        }
         SecretMasker {
             secrets: list,
             first_bytes,
+            few_first_bytes,
             longest,
             carry: Vec::new(),
             work: Vec::new(),
@@ -216,6 +229,35 @@ impl SecretMasker {
         self.carry.clear();
     }
 
+    /// The first position in `window` where some secret may start.
+    fn find_candidate(&self, window: &[u8]) -> Option<usize> {
+        let is_first = |b: u8| self.first_bytes.get(usize::from(b)) == Some(&true);
+        if self.few_first_bytes.is_empty() {
+            return window.iter().position(|&b| is_first(b));
+        }
+        let mut groups = window.chunks_exact(8);
+        let mut offset = 0;
+        for group in groups.by_ref() {
+            let Ok(array) = <[u8; 8]>::try_from(group) else {
+                break;
+            };
+            let x = u64::from_le_bytes(array);
+            let found = self
+                .few_first_bytes
+                .iter()
+                .fold(0, |acc, &b| acc | bytes_equal(x, b));
+            if found != 0 {
+                return Some(offset + found.trailing_zeros() as usize / 8);
+            }
+            offset += 8;
+        }
+        groups
+            .remainder()
+            .iter()
+            .position(|&b| is_first(b))
+            .map(|i| offset + i)
+    }
+
     /// Emits `work[..stop]` masked, trying matches at positions below `limit`; returns `stop`
     /// (≥ `limit`, or the end of the last match).
     fn scan(&self, work: &[u8], limit: usize, out: &mut Vec<u8>) -> usize {
@@ -223,10 +265,7 @@ impl SecretMasker {
         let mut i = 0;
         while i < limit {
             let window = work.get(i..limit).unwrap_or_default();
-            let Some(skip) = window
-                .iter()
-                .position(|&b| self.first_bytes.get(usize::from(b)) == Some(&true))
-            else {
+            let Some(skip) = self.find_candidate(window) else {
                 i = limit;
                 break;
             };
@@ -336,7 +375,7 @@ enum CleanState {
 }
 
 /// The streaming trace cleaner: a byte state machine whose state survives chunk boundaries.
-/// Plain text moves through in runs; only the bytes `s`, ESC and control characters stop a run.
+/// Plain text moves through in runs; only control characters and markers stop a run.
 #[derive(Debug, Default)]
 struct Cleaner {
     state: CleanState,
@@ -344,10 +383,105 @@ struct Cleaner {
     string_len: usize,
 }
 
-/// Bytes that end a plain-text run: the first letter of `section_`, ESC and control
-/// characters other than tab and line feed.
-fn ends_run(b: u8) -> bool {
-    b == b's' || b == 0x7f || (b < 0x20 && b != b'\t' && b != b'\n')
+/// Control characters other than tab and line feed: they end a plain-text run.
+fn is_control(b: u8) -> bool {
+    b == 0x7f || (b < 0x20 && b != b'\t' && b != b'\n')
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+const LOWS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// For each of the eight bytes of `x`, the high bit set iff that byte is zero. Exact per byte
+/// (no carry crosses bytes), so the lowest set bit finds the first match.
+fn zero_bytes(x: u64) -> u64 {
+    !(((x & LOWS) + LOWS) | x) & HIGHS
+}
+
+/// For each byte of `x`, the high bit set iff that byte equals `b`.
+fn bytes_equal(x: u64, b: u8) -> u64 {
+    zero_bytes(x ^ (ONES * u64::from(b)))
+}
+
+/// For each byte of `x`, the high bit set iff that byte is below 0x20.
+fn bytes_below_space(x: u64) -> u64 {
+    !(((x & LOWS) + ONES * 0x60) | x) & HIGHS
+}
+
+/// Where a plain-text run ends: at a control character, or at the `_` of a `section_`
+/// (markers are found by their underscore, rarer in output than their `s`). Eight bytes at a
+/// time.
+fn find_run_end(bytes: &[u8]) -> Option<usize> {
+    let is_end = |b: u8| is_control(b) || b == b'_';
+    let mut groups = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for group in groups.by_ref() {
+        let Ok(array) = <[u8; 8]>::try_from(group) else {
+            break;
+        };
+        let x = u64::from_le_bytes(array);
+        let controls = bytes_below_space(x) & !bytes_equal(x, b'\n') & !bytes_equal(x, b'\t');
+        let ends = controls | bytes_equal(x, 0x7f) | bytes_equal(x, b'_');
+        if ends != 0 {
+            return Some(offset + ends.trailing_zeros() as usize / 8);
+        }
+        offset += 8;
+    }
+    groups
+        .remainder()
+        .iter()
+        .position(|&b| is_end(b))
+        .map(|i| offset + i)
+}
+
+/// The position of the first line feed in `bytes`, eight bytes at a time.
+fn find_line_feed(bytes: &[u8]) -> Option<usize> {
+    let mut groups = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for group in groups.by_ref() {
+        let Ok(array) = <[u8; 8]>::try_from(group) else {
+            break;
+        };
+        let found = bytes_equal(u64::from_le_bytes(array), b'\n');
+        if found != 0 {
+            return Some(offset + found.trailing_zeros() as usize / 8);
+        }
+        offset += 8;
+    }
+    groups
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|i| offset + i)
+}
+
+/// The position of the last line feed in `bytes`, eight bytes at a time.
+fn rfind_line_feed(bytes: &[u8]) -> Option<usize> {
+    let mut groups = bytes.rchunks_exact(8);
+    let remainder_len = groups.remainder().len();
+    let mut end = bytes.len();
+    for group in groups.by_ref() {
+        end -= 8;
+        let Ok(array) = <[u8; 8]>::try_from(group) else {
+            break;
+        };
+        let found = bytes_equal(u64::from_le_bytes(array), b'\n');
+        if found != 0 {
+            return Some(end + 7 - found.leading_zeros() as usize / 8);
+        }
+    }
+    bytes
+        .get(..remainder_len)
+        .and_then(|head| head.iter().rposition(|&b| b == b'\n'))
+}
+
+/// How many bytes at the end of `run` could be the start of a marker cut by the chunk's end.
+fn marker_prefix_at_end(run: &[u8]) -> usize {
+    const PREFIX: &[u8] = b"section";
+    (1..=PREFIX.len())
+        .rev()
+        .find(|&k| PREFIX.get(..k).is_some_and(|p| run.ends_with(p)))
+        .unwrap_or(0)
 }
 
 enum MarkerStatus {
@@ -444,21 +578,7 @@ impl Cleaner {
         let mut rest = input;
         while !rest.is_empty() {
             if self.state == CleanState::Text {
-                let n = rest.iter().position(|&b| ends_run(b)).unwrap_or(rest.len());
-                let (run, tail) = rest.split_at_checked(n).unwrap_or((rest, &[]));
-                if !run.is_empty() {
-                    sink.text(run);
-                }
-                let Some((&b, tail)) = tail.split_first() else {
-                    break;
-                };
-                rest = tail;
-                // Most `s` are just letters: decide from the chunk when it is long enough.
-                if b == b's' && rest.len() >= 7 && !rest.starts_with(b"ection_") {
-                    sink.text(b"s");
-                    continue;
-                }
-                self.text_byte(b, sink);
+                rest = self.text_run(rest, sink);
                 continue;
             }
             let Some((&b, tail)) = rest.split_first() else {
@@ -466,6 +586,63 @@ impl Cleaner {
             };
             rest = tail;
             self.step(b, sink);
+        }
+    }
+
+    /// The fast path: passes plain text on in one run, up to a control character or a
+    /// marker; returns what is left.
+    fn text_run<'a>(&mut self, input: &'a [u8], sink: &mut impl Sink) -> &'a [u8] {
+        let mut from = 0;
+        loop {
+            let scanned = input.get(from..).unwrap_or_default();
+            let Some(at) = find_run_end(scanned).map(|i| from + i) else {
+                // The chunk ends in text; its last bytes may begin a marker the next chunk
+                // finishes: keep them aside.
+                let held = marker_prefix_at_end(input);
+                let (run, start) = input
+                    .split_at_checked(input.len() - held)
+                    .unwrap_or((input, &[]));
+                if !run.is_empty() {
+                    sink.text(run);
+                }
+                if !start.is_empty() {
+                    self.candidate.clear();
+                    self.candidate.extend_from_slice(start);
+                    self.state = CleanState::Marker;
+                }
+                return &[];
+            };
+            let (run, tail) = input.split_at_checked(at).unwrap_or((input, &[]));
+            let Some((&b, after)) = tail.split_first() else {
+                return &[];
+            };
+            if b == b'_' {
+                match at
+                    .checked_sub(7)
+                    .filter(|&s| input.get(s..at) == Some(b"section"))
+                {
+                    Some(start) => {
+                        let text = input.get(..start).unwrap_or_default();
+                        if !text.is_empty() {
+                            sink.text(text);
+                        }
+                        self.candidate.clear();
+                        self.candidate.extend_from_slice(b"section_");
+                        self.state = CleanState::Marker;
+                        return after;
+                    }
+                    // An underscore like any other: the run goes on.
+                    None => {
+                        from = at + 1;
+                        continue;
+                    }
+                }
+            }
+            if !run.is_empty() {
+                sink.text(run);
+            }
+            self.text_byte(b, sink);
+            return after;
         }
     }
 
@@ -496,7 +673,7 @@ impl Cleaner {
                 self.state = CleanState::Marker;
             }
             // Bell, backspace, form feed, ...: nothing a chat message can show.
-            _ if ends_run(b) => {}
+            _ if is_control(b) => {}
             _ => sink.text(&[b]),
         }
     }
@@ -672,8 +849,12 @@ impl Tail {
             }
         }
         self.append(bytes);
-        if let Some(i) = bytes.iter().rposition(|&b| b == b'\n') {
-            self.line_start = self.len() - (bytes.len() - i - 1) as u64;
+        // Only the kept part can hold the current line's start; when it has no line feed the
+        // line began before it, and the old `line_start` (≤ what was dropped) still says so.
+        let kept_from = bytes.len().saturating_sub(self.max);
+        let kept = bytes.get(kept_from..).unwrap_or_default();
+        if let Some(i) = rfind_line_feed(kept) {
+            self.line_start = self.len() - (kept.len() - i - 1) as u64;
         }
     }
 
@@ -844,8 +1025,17 @@ impl Routes {
     /// Feeds the transcript line by line while the first lines are being classified.
     fn push_head(&mut self, mut bytes: &[u8]) {
         while self.head != HeadState::Done {
-            let Some(nl) = bytes.iter().position(|&b| b == b'\n') else {
+            let Some(nl) = find_line_feed(bytes) else {
                 self.transcript.push(bytes);
+                // A line this long is neither the header nor an echo: stop looking (and
+                // scanning every chunk of a job that never prints a line feed).
+                if self
+                    .transcript
+                    .current_line()
+                    .is_none_or(|l| l.len() > MAX_HEAD_LINE)
+                {
+                    self.head = HeadState::Done;
+                }
                 return;
             };
             let (line, rest) = bytes.split_at_checked(nl).unwrap_or((bytes, &[]));
@@ -977,6 +1167,27 @@ mod tests {
         }
         assert_eq!(c.finish(single, &[]), whole, "byte by byte");
         whole
+    }
+
+    #[test]
+    fn word_scans_agree_with_byte_scans() {
+        // Every byte value at every position of a group, with neighbours that could carry.
+        for fill in [0u8, b'a', 0x1f, 0x20, 0x7f, 0x80, 0xff, b'\n'] {
+            for len in 0..20 {
+                for pos in 0..len {
+                    for b in 0..=255u8 {
+                        let mut v = vec![fill; len];
+                        v[pos] = b;
+                        let want_end = v.iter().position(|&c| is_control(c) || c == b'_');
+                        assert_eq!(find_run_end(&v), want_end, "{v:?}");
+                        let want_lf = v.iter().rposition(|&c| c == b'\n');
+                        assert_eq!(rfind_line_feed(&v), want_lf, "{v:?}");
+                        let want_lf = v.iter().position(|&c| c == b'\n');
+                        assert_eq!(find_line_feed(&v), want_lf, "{v:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -1146,6 +1357,19 @@ mod tests {
         );
         assert_eq!(mask_secrets("nothing", &[]), "nothing");
         assert_eq!(mask_secrets("ab", &["abc".to_owned()]), "ab");
+    }
+
+    #[test]
+    fn masking_with_many_secrets_uses_the_table_scan_correctly() {
+        let secrets: Vec<String> = [
+            "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            mask_secrets("an alpha, a golf and a foxtrots; no gol", &secrets),
+            "an [MASKED], a [MASKED] and a [MASKED]s; no gol"
+        );
     }
 
     #[test]
