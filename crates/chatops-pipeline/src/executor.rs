@@ -335,7 +335,7 @@ async fn run(mut job: Job, step: Running) -> ExecResult {
     let after_script = job.spec.after_script.clone();
     let after_commands = commands(&after_script);
     if !after_commands.is_empty() {
-        if let Some(canceled) = run_after_script(&mut job, &after_commands).await {
+        if let Some(canceled) = run_after_script(&mut job, &after_commands, &status).await {
             // A cancel during after_script: the job did not complete. A failure stays one.
             if status == JobStatus::Succeeded {
                 status = JobStatus::Canceled { by: canceled };
@@ -377,8 +377,20 @@ async fn run(mut job: Job, step: Running) -> ExecResult {
     }
 }
 
-/// Runs after_script in its own shell; `Some(by)` when a cancel stopped it.
-async fn run_after_script(job: &mut Job, commands: &[&str]) -> Option<Option<String>> {
+/// Runs after_script in its own shell; `Some(by)` when a cancel stopped it. Like GitLab, it
+/// gets `CI_JOB_STATUS` (`success`, `failed` or `canceled`; a timeout is a failure).
+async fn run_after_script(
+    job: &mut Job,
+    commands: &[&str],
+    status: &JobStatus,
+) -> Option<Option<String>> {
+    let job_status = match status {
+        JobStatus::Succeeded => "success",
+        JobStatus::Canceled { .. } => "canceled",
+        _ => "failed",
+    };
+    let mut env = job.env.clone();
+    env.push(("CI_JOB_STATUS".into(), job_status.into()));
     // Cancels that stopped the step are not for after_script: it runs after a cancel too.
     let seen = job.shared.cancel_count();
     job.trace.runner(&output::section_start_with_header(
@@ -390,7 +402,7 @@ async fn run_after_script(job: &mut Job, commands: &[&str]) -> Option<Option<Str
         .runner(&output::notice_line("Running after script..."));
     let script = job.spec.scratch_dir.join("after_script.sh");
     let spawned = std::fs::write(&script, script_text(job.shell, AFTER_SCRIPT, commands))
-        .and_then(|()| spawn_shell(job.shell, &script, &job.spec.workdir, &job.env));
+        .and_then(|()| spawn_shell(job.shell, &script, &job.spec.workdir, &env));
     let mut canceled = None;
     match spawned {
         Ok(running) => {
@@ -432,6 +444,8 @@ struct Running {
     child: Child,
     reader: pipe::Receiver,
     pgid: i32,
+    /// Armed from the spawn on: a job dropped even before its first poll leaves nothing.
+    guard: GroupGuard,
 }
 
 /// How one shell ended.
@@ -468,10 +482,9 @@ async fn drive(
         mut child,
         mut reader,
         pgid,
+        mut guard,
     } = running;
     shared.pgid.store(pgid, Ordering::Relaxed);
-    // If this future is dropped mid-job (server shutdown), the whole group goes with it.
-    let mut guard = GroupGuard(pgid);
     let mut end = ShellEnd::default();
     let mut buf = vec![0u8; READ_BUF_MIN];
     let mut eof = false;
@@ -554,7 +567,8 @@ async fn drive(
     end
 }
 
-/// Kills the group if the job's future is dropped before the group is known to be gone.
+/// Kills the group if the job's future is dropped (server shutdown) before the group is known
+/// to be gone.
 struct GroupGuard(i32);
 
 impl GroupGuard {
@@ -805,6 +819,7 @@ fn spawn_shell(
         child,
         reader,
         pgid,
+        guard: GroupGuard(pgid),
     })
 }
 
@@ -1033,13 +1048,13 @@ mod tests {
         let mut spec = f.spec(&["echo one", "false", "echo never > never.txt"]);
         spec.before_script = vec!["echo before".into()];
         spec.after_script = vec![
-            "echo \"after $CI_PIPELINE_SOURCE\" > after.txt".into(),
+            "echo \"after $CI_PIPELINE_SOURCE $CI_JOB_STATUS\" > after.txt".into(),
             "exit 3".into(),
         ];
         let (result, log) = run_job(spec).await;
         assert_eq!(result.status, JobStatus::Failed { exit_code: Some(1) });
         assert!(!f.work().join("never.txt").exists());
-        assert_eq!(f.read("after.txt"), "after chat\n");
+        assert_eq!(f.read("after.txt"), "after chat failed\n");
         assert!(
             result.output.text.ends_with("$ false"),
             "{:?}",
@@ -1097,7 +1112,7 @@ mod tests {
     async fn cancel_kills_runs_after_script_and_says_who() {
         let f = Fixture::new();
         let mut spec = f.spec(&["echo started", "sleep 30", "touch never.txt"]);
-        spec.after_script = vec!["echo cleaned > after.txt".into()];
+        spec.after_script = vec!["echo \"cleaned $CI_JOB_STATUS\" > after.txt".into()];
         let log_path = spec.log_path.clone();
         let (handle, job) = start(spec).expect("the shell starts");
         let pgid = handle.pgid().expect("a running shell has a group");
@@ -1114,7 +1129,7 @@ mod tests {
         assert!(result.duration < Duration::from_secs(10));
         assert!(!group_exists(pgid));
         assert!(!f.work().join("never.txt").exists());
-        assert_eq!(f.read("after.txt"), "cleaned\n");
+        assert_eq!(f.read("after.txt"), "cleaned canceled\n");
         let log = std::fs::read_to_string(log_path).expect("the log");
         assert!(log.contains("ERROR: Job failed: canceled by alice"));
         // Cancelling an ended job does nothing.
@@ -1128,6 +1143,24 @@ mod tests {
         handle.cancel(None);
         let result = job.await;
         assert_eq!(result.status, JobStatus::Canceled { by: None });
+    }
+
+    #[actix_rt::test]
+    async fn dropping_the_job_kills_its_group() {
+        let f = Fixture::new();
+        let (handle, job) = start(f.spec(&["sleep 30"])).expect("starts");
+        let pgid = handle.pgid().expect("a group");
+        drop(job);
+        // SIGKILL went to the group; tokio reaps the shell in the background.
+        let mut gone = false;
+        for _ in 0..100 {
+            if !group_exists(pgid) {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(gone, "the group {pgid} is gone");
     }
 
     #[actix_rt::test]
