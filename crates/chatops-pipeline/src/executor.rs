@@ -1207,6 +1207,21 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn multi_line_commands_and_quotes_run_verbatim() {
+        let f = Fixture::new();
+        let heredoc = "cat <<'EOF' > here.txt\nit's \"quoted\" $HOME `x` \\n\nEOF";
+        let function = "greet() {\n  printf '%s\\n' \"hi $1\"\n}";
+        let (result, log) = run_job(f.spec(&[heredoc, function, "greet 'o'\\''brien'"])).await;
+        assert_eq!(result.status, JobStatus::Succeeded, "{log}");
+        assert_eq!(f.read("here.txt"), "it's \"quoted\" $HOME `x` \\n\n");
+        assert!(log.contains("$ cat <<'EOF' > here.txt # collapsed multi-line command"));
+        assert!(result
+            .output
+            .text
+            .ends_with("$ greet 'o'\\''brien'\nhi o'brien"));
+    }
+
+    #[actix_rt::test]
     async fn server_environment_does_not_leak() {
         std::env::set_var("SLACK_SIGNING_SECRET", "leak-me-8f3a");
         let f = Fixture::new();
