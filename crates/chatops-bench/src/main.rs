@@ -134,6 +134,7 @@ fn bench(cli: Cli) -> anyhow::Result<ExitCode> {
 
     // Two workers, as many as the target machine has cores: the client must not outnumber
     // the server it measures.
+    let load_before = loadavg();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -184,6 +185,8 @@ fn bench(cli: Cli) -> anyhow::Result<ExitCode> {
     });
 
     print_report(&results, &sizes, cli.runs, &bin);
+    // Other work on the machine skews absolute figures (ratios less so: they pair runs).
+    println!("load average before: {load_before}; after: {}", loadavg());
     if let Err(e) = outcome {
         anyhow::bail!("the bench stopped: {e}");
     }
@@ -245,6 +248,13 @@ fn print_report(results: &Results, sizes: &Sizes, runs: u32, bin: &Path) {
     for note in &results.notes {
         println!("note: {note}");
     }
+}
+
+/// The 1, 5 and 15-minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// CPU model, core count and kernel, for the record.

@@ -206,6 +206,13 @@ impl ServerProcess {
         t.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 
+    /// SIGKILL and reap: for servers whose state is thrown away anyway, when a graceful
+    /// shutdown would only add work that is not being measured.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then waits for the exit (killing it after [`STOP_TIMEOUT`]). Returns whether it
     /// exited on its own.
     pub async fn stop(mut self) -> bool {
@@ -222,9 +229,13 @@ impl ServerProcess {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 _ => {
+                    let tail = self.stderr_tail();
+                    let last: Vec<&str> = tail.lines().rev().take(5).collect();
                     eprintln!(
-                        "chatops-bench: {} did not exit within {STOP_TIMEOUT:?} of SIGTERM; killed",
-                        self.what
+                        "chatops-bench: {} did not exit within {STOP_TIMEOUT:?} of SIGTERM; killed. \
+                         Its last log lines:\n  {}",
+                        self.what,
+                        last.into_iter().rev().collect::<Vec<_>>().join("\n  ")
                     );
                     let _ = self.child.kill();
                     let _ = self.child.wait();

@@ -91,6 +91,9 @@ fn fmt_target(t: Option<Target>) -> String {
     let Some(t) = t else {
         return String::new();
     };
+    if t.goal == Goal::AtMost(0.0) && t.unit.is_empty() {
+        return "= 0".into();
+    }
     let (sign, bound) = match t.goal {
         Goal::AtLeast(b) => ("≥", b),
         Goal::AtMost(b) => ("≤", b),
