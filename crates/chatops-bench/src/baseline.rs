@@ -3,7 +3,7 @@
 //!   a small JSON (the framework's limit for the ack path). It runs as a separate process (this
 //!   binary's hidden `baseline-server` subcommand) with actix-web's defaults, as chatops does.
 //! - [`spawn_echo`] / [`spawn_sleep`]: `sh -c '...'` spawned directly from Tokio with pipes
-//!   (the machine's process limit for command → reply).
+//!   (the machine's process limit for command → reply); `bash` too, chatops' own job shell.
 //! - [`shell_to_file`]: the shell writing the big job's bytes to a file.
 
 use crate::error::BenchError;
@@ -38,11 +38,39 @@ pub fn serve_bare() -> std::io::Result<()> {
     })
 }
 
-/// Spawns `sh -c 'echo hi'` with stdin closed and stdout/stderr piped, reads its output to the
-/// end and reaps it; returns the time that took.
-pub async fn spawn_echo() -> Result<Duration, BenchError> {
+/// The shell a direct spawn uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shell {
+    /// `sh -c` (dash on Debian): the baseline.
+    Sh,
+    /// `bash --noprofile --norc -c`: the shell chatops' executor prefers (as GitLab Runner's
+    /// shell executor does), so the gap it alone explains shows.
+    Bash,
+}
+
+impl Shell {
+    /// How the table names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Shell::Sh => "sh",
+            Shell::Bash => "bash",
+        }
+    }
+}
+
+/// Spawns `sh -c 'echo hi'` (or bash's equivalent) with stdin closed and stdout/stderr piped,
+/// reads its output to the end and reaps it; returns the time that took.
+pub async fn spawn_echo(shell: Shell) -> Result<Duration, BenchError> {
     let t0 = Instant::now();
-    let out = tokio::process::Command::new("sh")
+    let mut cmd = match shell {
+        Shell::Sh => tokio::process::Command::new("sh"),
+        Shell::Bash => {
+            let mut c = tokio::process::Command::new("bash");
+            c.args(["--noprofile", "--norc"]);
+            c
+        }
+    };
+    let out = cmd
         .arg("-c")
         .arg("echo hi")
         .stdin(Stdio::null())
@@ -50,11 +78,12 @@ pub async fn spawn_echo() -> Result<Duration, BenchError> {
         .stderr(Stdio::piped())
         .output()
         .await
-        .map_err(|e| BenchError::Baseline(format!("cannot spawn sh: {e}")))?;
+        .map_err(|e| BenchError::Baseline(format!("cannot spawn {}: {e}", shell.label())))?;
     let took = t0.elapsed();
     if !out.status.success() || out.stdout != b"hi\n" {
         return Err(BenchError::Baseline(format!(
-            "sh -c 'echo hi' gave {} and {:?}",
+            "{} -c 'echo hi' gave {} and {:?}",
+            shell.label(),
             out.status,
             String::from_utf8_lossy(&out.stdout)
         )));
@@ -117,8 +146,10 @@ mod tests {
             .build()
             .expect("a runtime for the test");
         rt.block_on(async {
-            let took = spawn_echo().await.expect("echo hi");
-            assert!(took > Duration::ZERO);
+            for shell in [Shell::Sh, Shell::Bash] {
+                let took = spawn_echo(shell).await.expect("echo hi");
+                assert!(took > Duration::ZERO);
+            }
             spawn_sleep(0).await.expect("sleep 0");
             let dir = tempfile::tempdir().expect("tempdir");
             shell_to_file(4096, dir.path())

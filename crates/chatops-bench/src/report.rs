@@ -40,9 +40,21 @@ pub fn describe(fig: Fig, sizes: &Sizes) -> (String, Option<Target>) {
             at_most(5.0, On::Chatops, "ms"),
         ),
         Fig::ReplyP99 => ("command→reply c=1: p99, ms".into(), None),
+        Fig::ReplyP50Bash => (
+            "command→reply c=1: p50, ms, vs direct bash spawn".into(),
+            None,
+        ),
+        Fig::ReplyRate16Bash => (
+            "command→reply c=16: jobs/s, vs direct bash spawn".into(),
+            None,
+        ),
         Fig::ReplyRate16 => (
             "command→reply c=16: jobs/s".into(),
             at_least(0.6, On::Ratio, ""),
+        ),
+        Fig::ManyAckP99 => (
+            format!("{jobs} × sleep {secs}: ack p99 (16 senders), ms"),
+            None,
         ),
         Fig::ManyRss => (
             format!("{jobs} × sleep {secs}: server RSS while waiting, MB"),

@@ -9,7 +9,7 @@
 //! Every chatops measurement gets a fresh server (fresh data dir, fresh peak RSS), so one
 //! measurement's leftovers (thousands of waiting manual jobs) cannot skew the next.
 
-use crate::baseline;
+use crate::baseline::{self, Shell};
 use crate::error::BenchError;
 use crate::load::{run_count, run_for, Client, Failure, Outcome};
 use crate::procfs;
@@ -91,8 +91,14 @@ pub enum Fig {
     ReplyP50,
     /// Command → reply p99 at c=1, ms.
     ReplyP99,
+    /// Command → reply p50 at c=1, ms, against direct bash spawns.
+    ReplyP50Bash,
     /// Command → reply jobs/s at c=16.
     ReplyRate16,
+    /// Command → reply jobs/s at c=16, against direct bash spawns.
+    ReplyRate16Bash,
+    /// Many jobs: p99 of the acks (16 senders at a time), ms: Slack's 3 s under a burst.
+    ManyAckP99,
     /// Many jobs: the server's RSS while they wait, MB.
     ManyRss,
     /// Many jobs: the server's peak RSS over the whole measurement, MB.
@@ -366,13 +372,13 @@ pub async fn ack(ctx: &Ctx, res: &mut Results, baseline_first: bool) -> Result<(
     Ok(())
 }
 
-/// Direct spawns of `sh -c 'echo hi'`: `count` of them, `c` at a time (after a warm-up).
-async fn spawn_load(ctx: &Ctx, c: usize, count: u64) -> Result<Outcome, BenchError> {
+/// Direct spawns of `shell -c 'echo hi'`: `count` of them, `c` at a time (after a warm-up).
+async fn spawn_load(ctx: &Ctx, c: usize, count: u64, shell: Shell) -> Result<Outcome, BenchError> {
     for _ in 0..ctx.sizes.reply_warmup {
-        baseline::spawn_echo().await?;
+        baseline::spawn_echo(shell).await?;
     }
-    let out = run_count(c, count, |_| async {
-        baseline::spawn_echo()
+    let out = run_count(c, count, move |_| async move {
+        baseline::spawn_echo(shell)
             .await
             .map_err(|e| Failure::Baseline(e.to_string()))
     })
@@ -381,11 +387,19 @@ async fn spawn_load(ctx: &Ctx, c: usize, count: u64) -> Result<Outcome, BenchErr
         return Err(BenchError::Baseline(format!("{:?}", out.failures.first())));
     }
     log(&format!(
-        "spawn c={c}: {:.0} jobs/s, p50 {:.3} ms",
+        "spawn {} c={c}: {:.0} jobs/s, p50 {:.3} ms",
+        shell.label(),
         out.rate(),
         Percentiles::of(&out.latencies).map_or(f64::NAN, |p| p.p50)
     ));
     Ok(out)
+}
+
+/// The issue's baseline (`sh`) and chatops' own job shell (`bash`), back to back.
+async fn spawn_loads(ctx: &Ctx, c: usize, count: u64) -> Result<(Outcome, Outcome), BenchError> {
+    let sh = spawn_load(ctx, c, count, Shell::Sh).await?;
+    let bash = spawn_load(ctx, c, count, Shell::Bash).await?;
+    Ok((sh, bash))
 }
 
 /// chatops `run echo` from command to reply: `count` jobs, `c` at a time (after a warm-up).
@@ -421,35 +435,39 @@ async fn reply_load(ctx: &Ctx, c: usize, count: u64) -> Result<(Outcome, Tally),
 pub async fn reply(ctx: &Ctx, res: &mut Results, baseline_first: bool) -> Result<(), BenchError> {
     let (b, ch) = ordered(
         baseline_first,
-        spawn_load(ctx, 1, ctx.sizes.reply_c1),
+        spawn_loads(ctx, 1, ctx.sizes.reply_c1),
         reply_load(ctx, 1, ctx.sizes.reply_c1),
     )
     .await;
-    let b = b?;
+    let (sh, bash) = b?;
     let (ch, tally) = ch?;
     res.tally(&tally);
-    let (pb, pc) = (
-        Percentiles::of(&b.latencies),
-        Percentiles::of(&ch.latencies),
+    let pc = Percentiles::of(&ch.latencies);
+    let (psh, pbash) = (
+        Percentiles::of(&sh.latencies),
+        Percentiles::of(&bash.latencies),
     );
-    res.record(Fig::ReplyP50, pb.map(|p| p.p50), pc.map(|p| p.p50));
-    res.record(Fig::ReplyP99, pb.map(|p| p.p99), pc.map(|p| p.p99));
+    res.record(Fig::ReplyP50, psh.map(|p| p.p50), pc.map(|p| p.p50));
+    res.record(Fig::ReplyP99, psh.map(|p| p.p99), pc.map(|p| p.p99));
+    res.record(Fig::ReplyP50Bash, pbash.map(|p| p.p50), pc.map(|p| p.p50));
 
     let (b, ch) = ordered(
         baseline_first,
-        spawn_load(ctx, 16, ctx.sizes.reply_c16),
+        spawn_loads(ctx, 16, ctx.sizes.reply_c16),
         reply_load(ctx, 16, ctx.sizes.reply_c16),
     )
     .await;
-    let b = b?;
+    let (sh, bash) = b?;
     let (ch, tally) = ch?;
     res.tally(&tally);
-    res.record(Fig::ReplyRate16, Some(b.rate()), Some(ch.rate()));
+    res.record(Fig::ReplyRate16, Some(sh.rate()), Some(ch.rate()));
+    res.record(Fig::ReplyRate16Bash, Some(bash.rate()), Some(ch.rate()));
     Ok(())
 }
 
 /// What the many-jobs measurement gives for chatops.
 struct ManyFigures {
+    ack_p99: Option<f64>,
     rss_waiting: u64,
     peak: u64,
     cpu_percent: f64,
@@ -493,7 +511,7 @@ async fn many_chatops(ctx: &Ctx) -> Result<(ManyFigures, Tally), BenchError> {
     // its own reply without holding a sender's place. The channel reports acks so the
     // waiting window starts only once every command is in.
     let senders = Arc::new(tokio::sync::Semaphore::new(16));
-    let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
     let t_first = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..jobs {
@@ -507,9 +525,11 @@ async fn many_chatops(ctx: &Ctx) -> Result<(ManyFigures, Tally), BenchError> {
         tasks.push(tokio::spawn(async move {
             let n = client.take_id();
             let arrival = client.fake.expect(n);
+            let t0 = Instant::now();
             let ack = client.command(&base, &text, n).await;
+            let took = t0.elapsed();
             drop(permit);
-            let _ = acked.send(());
+            let _ = acked.send(took);
             ack?;
             match tokio::time::timeout(patience, arrival).await {
                 Ok(Ok(a)) if a.succeeded => Ok(a.at),
@@ -519,11 +539,14 @@ async fn many_chatops(ctx: &Ctx) -> Result<(ManyFigures, Tally), BenchError> {
         }));
     }
     drop(acked_tx);
-    for _ in 0..jobs {
-        if acked_rx.recv().await.is_none() {
-            break;
+    let mut acks = Vec::new();
+    while acks.len() < jobs as usize {
+        match acked_rx.recv().await {
+            Some(took) => acks.push(took),
+            None => break,
         }
     }
+    let ack_p99 = Percentiles::of(&acks).map(|p| p.p99);
     let acked_after = t_first.elapsed();
     // Let the last jobs start; then measure until 1 s before the first job could end (every
     // job started after `t_first`).
@@ -572,9 +595,10 @@ async fn many_chatops(ctx: &Ctx) -> Result<(ManyFigures, Tally), BenchError> {
     server.stop().await;
     let wall = last.map_or(Duration::ZERO, |l| l.saturating_duration_since(t_first));
     log(&format!(
-        "{jobs} chatops sleeps: acked after {:.2} s; waiting: RSS {:.1} MB, CPU {:.2}% over {:.1} s; \
+        "{jobs} chatops sleeps: acked after {:.2} s (p99 {:.1} ms); waiting: RSS {:.1} MB, CPU {:.2}% over {:.1} s; \
          last reply after {:.2} s; peak RSS {:.1} MB{}",
         acked_after.as_secs_f64(),
+        ack_p99.unwrap_or(f64::NAN),
         mb(rss_waiting),
         cpu_percent,
         measured.as_secs_f64(),
@@ -584,6 +608,7 @@ async fn many_chatops(ctx: &Ctx) -> Result<(ManyFigures, Tally), BenchError> {
     ));
     Ok((
         ManyFigures {
+            ack_p99,
             rss_waiting,
             peak,
             cpu_percent,
@@ -604,6 +629,7 @@ pub async fn many(ctx: &Ctx, res: &mut Results, baseline_first: bool) -> Result<
     let b = b?;
     let (ch, tally) = ch?;
     res.tally(&tally);
+    res.record(Fig::ManyAckP99, None, ch.ack_p99);
     res.record(Fig::ManyRss, None, Some(mb(ch.rss_waiting)));
     res.record(Fig::ManyPeak, None, Some(mb(ch.peak)));
     res.record(Fig::ManyCpu, None, Some(ch.cpu_percent));
