@@ -7,18 +7,20 @@
 //!   [`PipelineHandle`]: permission, job lookup, limits and the queue.
 //! - [`watcher`]: one [`WatcherActor`](watcher::WatcherActor) per job: start, cancel, reply.
 //! - [`executor`]: the shell executor (process group, timeout, GitLab-runner-style trace).
-//! - [`delivery`]: sending a reply through its adapter, with retries.
+//! - [`outbox`]: replies are stored, then delivered by one lane per platform, with retries.
+//! - [`recovery`]: what a restart does about jobs the previous run left.
 //! - [`git`]: reading a project's repository at its branch's HEAD.
 //! - [`messages`]: every message chatops says to a user, worded once.
 //! - [`links`]: signed job-page links. [`metrics`]: counters for `/metrics`.
 
-pub mod delivery;
 pub mod executor;
 pub mod git;
 pub mod links;
 pub mod messages;
 pub mod metrics;
+pub mod outbox;
 pub mod pipeline;
+pub mod recovery;
 pub mod settings;
 pub mod watcher;
 

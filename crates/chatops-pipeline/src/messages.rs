@@ -233,6 +233,33 @@ pub fn not_manual(id: JobId, status: &JobStatus) -> Reply {
     )
 }
 
+/// A command the platform delivered twice (e.g. a retried slash command): it ran once.
+pub fn duplicate(job: Option<JobId>) -> Reply {
+    let what = match job {
+        Some(id) => format!("job #{id}"),
+        None => "it".to_owned(),
+    };
+    Reply::ephemeral(
+        Tone::Neutral,
+        vec![text(format!(
+            "This command arrived twice; chatops runs it once ({what})."
+        ))],
+    )
+}
+
+/// Sent before the reply webhook's window closes when no bot token can post later.
+pub fn still_running(job: &JobRef, window: Duration) -> Reply {
+    let mut s = vec![job.mention(), text(": ")];
+    s.extend(job.job_phrase());
+    s.push(text(format!(
+        " is still running. The platform accepts replies for {} only and chatops has no bot token here, so its result will not be posted: follow it on ",
+        format_duration(window)
+    )));
+    s.push(job.link("its page"));
+    s.push(text("."));
+    Reply::new(Visibility::InChannel, Tone::Warning, s)
+}
+
 pub fn shutting_down() -> Reply {
     Reply::ephemeral(
         Tone::Warning,

@@ -9,18 +9,20 @@ use crate::git::{self, GitSource, Revision};
 use crate::links::LinkSigner;
 use crate::messages::{self, JobRef};
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use crate::settings::{ProjectSettings, Settings};
 use crate::watcher::{JobPlan, WatcherActor};
 use actix::prelude::*;
 use chatops_ci::{CiConfig, Decision, DirSource, Lookup, Variables, When};
 use chatops_core::{
-    Adapters, ChatCommand, JobId, JobStatus, ProjectName, Reply, Role, Subcommand, UserId,
+    Adapters, ChatCommand, JobId, JobName, JobStatus, ProjectName, Reply, Role, Subcommand, UserId,
 };
+use chatops_store::{CommandRecord, JobRecord, NewJob, Outcome, Recorded, Store};
 use dashmap::DashMap;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// What the web pages and the CLI may know about a job, readable without asking an actor.
@@ -40,6 +42,25 @@ pub struct JobView {
     pub pgid: Option<i32>,
 }
 
+impl JobView {
+    /// A past job, from the store.
+    pub fn from_record(r: &JobRecord, fallback_log: PathBuf) -> JobView {
+        JobView {
+            id: r.id,
+            project: r.project.clone(),
+            job: r.job_name.to_string(),
+            user: r.user.clone(),
+            platform: r.platform.to_string(),
+            status: r.status.clone(),
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            log_path: r.log_path.clone().unwrap_or(fallback_log),
+            pgid: r.pgid,
+        }
+    }
+}
+
 /// State shared, read-mostly, between the actors and the HTTP side.
 pub struct Shared {
     pub settings: Arc<Settings>,
@@ -49,6 +70,10 @@ pub struct Shared {
     /// Job views by id. A DashMap because HTTP handlers on other threads read it while the
     /// actors (on the System's arbiter) write it; no guard is ever held across an `.await`.
     pub jobs: DashMap<JobId, JobView>,
+    /// The durable ledger: commands, jobs, the outbox.
+    pub store: Store,
+    /// Set once the outbox lanes run (right after recovery).
+    pub(crate) outbox: OnceLock<Outbox>,
     accepting: AtomicBool,
 }
 
@@ -81,10 +106,11 @@ pub struct PipelineHandle {
 }
 
 impl PipelineHandle {
-    /// Starts the pipeline actor. `first_job_id` is the id the next job gets (the store or the
-    /// log folder knows which ids are taken).
-    pub fn start(settings: Settings, adapters: Adapters) -> PipelineHandle {
-        let first_id = next_free_job_id(&settings);
+    /// Starts the pipeline on `store`: first recovers what a previous run left (jobs that were
+    /// running are marked interrupted, their process groups killed, their users told), then
+    /// starts the outbox lanes (which deliver replies still pending) and the actor. Must run
+    /// inside an actix `System`.
+    pub async fn start(settings: Settings, adapters: Adapters, store: Store) -> PipelineHandle {
         let links = LinkSigner::new(settings.link_key.clone(), &settings.public_url);
         let shared = Arc::new(Shared {
             settings: Arc::new(settings),
@@ -92,14 +118,18 @@ impl PipelineHandle {
             links,
             metrics: Metrics::default(),
             jobs: DashMap::new(),
+            store,
+            outbox: OnceLock::new(),
             accepting: AtomicBool::new(true),
         });
+        crate::recovery::recover(&shared).await;
+        let _ = shared.outbox.set(Outbox::start(&shared));
         let actor = PipelineActor {
             shared: shared.clone(),
-            next_id: first_id,
             live: HashMap::new(),
             running: 0,
             running_by_project: HashMap::new(),
+            running_groups: HashMap::new(),
             queue: VecDeque::new(),
         };
         PipelineHandle {
@@ -120,8 +150,25 @@ impl PipelineHandle {
         &self.shared
     }
 
+    /// A live job's view (no I/O).
     pub fn job(&self, id: JobId) -> Option<JobView> {
         self.shared.jobs.get(&id).map(|v| v.clone())
+    }
+
+    /// Any job's view: live, else from the store.
+    pub async fn job_any(&self, id: JobId) -> Option<JobView> {
+        if let Some(v) = self.job(id) {
+            return Some(v);
+        }
+        let record = self.shared.store.job(id).await.ok().flatten()?;
+        Some(JobView::from_record(
+            &record,
+            self.shared.settings.log_path(id),
+        ))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.shared.store
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -136,42 +183,40 @@ impl PipelineHandle {
         self.shared.accepting.load(Ordering::SeqCst)
     }
 
-    /// Stops taking commands, lets running jobs finish for up to `grace`, cancels what is left
-    /// and waits (a little) for their replies to go out.
-    pub async fn shutdown(&self, grace: Duration) {
+    /// Stops taking commands (they are answered "restarting"), lets running jobs finish for
+    /// up to the configured grace, cancels what is left (recorded as canceled by the
+    /// shutdown), then gives pending replies a few seconds to go out. Manual jobs that wait
+    /// are left waiting: they stay playable after the restart.
+    pub async fn shutdown(&self) {
+        let grace = self.shared.settings.shutdown_grace;
         self.shared.accepting.store(false, Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + grace;
-        while self.live_jobs().await > 0 && tokio::time::Instant::now() < deadline {
+        while self.running_jobs().await > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let _ = self.addr.send(CancelAll).await;
         let hard = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.live_jobs().await > 0 && tokio::time::Instant::now() < hard {
+        while self.running_jobs().await > 0 && tokio::time::Instant::now() < hard {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // Replies of the jobs that just ended are being written; give them a moment to land
+        // in the outbox and go out. Whatever is still pending is sent after the restart.
+        let flush = tokio::time::Instant::now() + Duration::from_secs(5);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while tokio::time::Instant::now() < flush {
+            match self.shared.store.next_reply_due(None).await {
+                Ok(Some(due)) if due <= SystemTime::now() + Duration::from_secs(5) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                _ => break,
+            }
+        }
+        let _ = self.shared.store.close().await;
     }
 
-    async fn live_jobs(&self) -> usize {
-        self.addr.send(CountLive).await.unwrap_or(0)
+    async fn running_jobs(&self) -> usize {
+        self.addr.send(CountRunning).await.unwrap_or(0)
     }
-}
-
-/// The first job id not used by a log file in `data_dir/logs`, so that ids never repeat across
-/// restarts (a later store takes this over).
-fn next_free_job_id(settings: &Settings) -> u64 {
-    let Ok(entries) = std::fs::read_dir(settings.logs_dir()) else {
-        return 1;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".log"))
-                .and_then(|n| n.parse::<u64>().ok())
-        })
-        .max()
-        .map_or(1, |m| m + 1)
 }
 
 /// Where a job is, as the pipeline sees it.
@@ -187,15 +232,18 @@ struct Live {
     project: ProjectName,
     stage: Stage,
     job: JobRef,
+    /// `resource_group:`: at most one job of a project's group runs at a time.
+    resource_group: Option<String>,
 }
 
 pub struct PipelineActor {
     shared: Arc<Shared>,
-    next_id: u64,
     /// Jobs not yet ended: manual, queued or running.
     live: HashMap<JobId, Live>,
     running: usize,
     running_by_project: HashMap<ProjectName, usize>,
+    /// The resource groups busy now, per project, and which job holds each.
+    running_groups: HashMap<(ProjectName, String), JobId>,
     /// Jobs waiting for a slot, oldest first.
     queue: VecDeque<JobId>,
 }
@@ -209,10 +257,11 @@ impl Actor for PipelineActor {
 #[rtype(result = "Ack")]
 struct Submit(ChatCommand);
 
-/// A job that passed every check, ready to become a pipeline.
+/// A job that passed every check and is recorded, ready to become a pipeline.
 #[derive(Message)]
 #[rtype(result = "Ack")]
 struct CreateJob {
+    id: JobId,
     command: ChatCommand,
     project: ProjectName,
     job: chatops_ci::Job,
@@ -222,9 +271,10 @@ struct CreateJob {
     revision: Revision,
 }
 
-/// `play ID` / `cancel ID`, after the permission check.
+/// `play ID` / `cancel ID`, after the permission check. `None` when the job is not live here
+/// (it may be a manual job from before a restart: the caller looks in the store).
 #[derive(Message)]
-#[rtype(result = "Ack")]
+#[rtype(result = "Option<Ack>")]
 struct Control {
     id: JobId,
     project: ProjectName,
@@ -240,10 +290,10 @@ pub(crate) struct JobEnded {
     pub id: JobId,
 }
 
-/// From a watcher: its job really started (the slot is in use).
+/// How many jobs run now (shutdown waits for them).
 #[derive(Message)]
 #[rtype(result = "usize")]
-struct CountLive;
+struct CountRunning;
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -262,28 +312,45 @@ impl Handler<Submit> for PipelineActor {
 /// Everything a command needs before it can touch the actor's state: project, role, CI file.
 async fn prepare(shared: Arc<Shared>, addr: Addr<PipelineActor>, command: ChatCommand) -> Ack {
     Metrics::inc(&shared.metrics.commands_received);
-    let ack = prepare_inner(&shared, addr, command).await;
+    let (ack, record) = prepare_inner(&shared, addr, &command).await;
     if ack.job.is_none() && ack.reply.tone != chatops_core::Tone::Neutral {
         Metrics::inc(&shared.metrics.commands_refused);
+    }
+    // Every command is in the ledger; a `run` that created a job was recorded with it already.
+    if let Some(outcome) = record {
+        let mut rec = CommandRecord::new(&command, outcome).with_reason(ack.reply.plain_summary());
+        if let Some(p) = shared.settings.project_for_command(&command.slash_command) {
+            rec = rec.with_project(p.name.clone());
+        }
+        if let Some(job) = ack.job {
+            rec = rec.with_about(job);
+        }
+        if let Err(e) = shared.store.record_command(rec, None).await {
+            tracing::error!(error = %e, "cannot record a command in the store");
+        }
     }
     ack
 }
 
+/// The outcome to record for a command that did not create a job (`None`: already recorded).
+type ToRecord = Option<Outcome>;
+
 async fn prepare_inner(
     shared: &Arc<Shared>,
     addr: Addr<PipelineActor>,
-    command: ChatCommand,
-) -> Ack {
+    command: &ChatCommand,
+) -> (Ack, ToRecord) {
+    let refused = |reply: Reply| (Ack::refused(reply), Some(Outcome::Refused));
     if !shared.accepting.load(Ordering::SeqCst) {
-        return Ack::refused(messages::shutting_down());
+        return refused(messages::shutting_down());
     }
     let Some(project) = shared.settings.project_for_command(&command.slash_command) else {
-        return Ack::refused(messages::unknown_project(&command.slash_command));
+        return refused(messages::unknown_project(&command.slash_command));
     };
     let project = project.clone();
     let role = project.role_of(&command.platform, &command.user);
     let refuse_role = |needed: Role| {
-        Ack::refused(messages::role_too_low(
+        refused(messages::role_too_low(
             project.name.as_str(),
             &command.platform,
             &command.user,
@@ -292,53 +359,96 @@ async fn prepare_inner(
         ))
     };
     match Subcommand::parse(&command.text) {
-        Subcommand::Help => Ack::refused(help_for(&project, role, &command).await),
+        Subcommand::Help => (
+            Ack::refused(help_for(&project, role, command).await),
+            Some(Outcome::Accepted),
+        ),
         Subcommand::Invalid { reason, .. } => {
-            let help = help_for(&project, role, &command).await;
-            Ack::refused(messages::invalid(&reason, help))
+            let help = help_for(&project, role, command).await;
+            (
+                Ack::refused(messages::invalid(&reason, help)),
+                Some(Outcome::Invalid),
+            )
         }
         Subcommand::Run { job, input } => {
             if role < Role::RUN_JOBS {
                 return refuse_role(Role::RUN_JOBS);
             }
-            let loaded = match load_ci(&project).await {
+            let (revision, ci) = match load_ci(&project).await {
                 Ok(loaded) => loaded,
-                Err(reply) => return Ack::refused(reply),
+                Err(reply) => return refused(reply),
             };
-            let (revision, ci) = loaded;
             let found = match ci.lookup(job.as_str()) {
                 Lookup::Found(found) => found.clone(),
-                Lookup::Hidden => return Ack::refused(messages::hidden_job(job.as_str())),
+                Lookup::Hidden => return refused(messages::hidden_job(job.as_str())),
                 Lookup::Missing { suggestions } => {
-                    return Ack::refused(messages::unknown_job(
+                    return refused(messages::unknown_job(
                         project.name.as_str(),
                         job.as_str(),
                         &suggestions,
                     ))
                 }
             };
-            let vars = rule_variables(&project, &revision, &command, Some(&input));
-            match ci.evaluate(&found, &vars) {
+            let vars = rule_variables(&project, &revision, command, Some(&input));
+            let (when, variables) = match ci.evaluate(&found, &vars) {
                 Decision::Excluded { reason } => {
-                    Ack::refused(messages::excluded(job.as_str(), &reason))
+                    return refused(messages::excluded(job.as_str(), &reason))
                 }
                 Decision::Run {
                     when, variables, ..
-                } => {
-                    let create = CreateJob {
-                        project: project.name.clone(),
-                        job: found,
-                        when,
-                        file_variables: variables,
-                        input,
-                        revision,
-                        command,
-                    };
-                    match addr.send(create).await {
-                        Ok(ack) => ack,
-                        Err(_) => Ack::refused(messages::shutting_down()),
-                    }
+                } => (when, variables),
+            };
+            // The job's record exists before the ack is sent; a command delivered twice (the
+            // platform retried) finds the first delivery's job instead of creating another.
+            let new_job = NewJob {
+                project: project.name.clone(),
+                job_name: JobName::new(found.name.clone()),
+                pipeline_id: None,
+                status: if when == When::Manual {
+                    JobStatus::Manual
+                } else {
+                    JobStatus::Queued { position: 0 }
+                },
+                created_at: SystemTime::now(),
+                input: input.clone(),
+                reply_target: command.reply_to.clone(),
+                user_name: command.user_name.clone(),
+                when: Some(when.as_str().to_owned()),
+                resource_group: found.resource_group.clone(),
+                log_path: None,
+            };
+            let rec =
+                CommandRecord::new(command, Outcome::Accepted).with_project(project.name.clone());
+            let id = match shared.store.record_command(rec, Some(new_job)).await {
+                Ok(Recorded::New { job: Some(id), .. }) => id,
+                Ok(Recorded::Duplicate { job, .. }) => {
+                    tracing::info!(request = ?command.request_id, ?job, "duplicate delivery ignored");
+                    return (Ack::refused(messages::duplicate(job)), None);
                 }
+                Ok(Recorded::New { job: None, .. }) => {
+                    return (
+                        Ack::refused(messages::internal_error("the job was not recorded")),
+                        None,
+                    )
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record a job");
+                    return refused(messages::internal_error("the job could not be recorded"));
+                }
+            };
+            let create = CreateJob {
+                id,
+                project: project.name.clone(),
+                job: found,
+                when,
+                file_variables: variables,
+                input,
+                revision,
+                command: command.clone(),
+            };
+            match addr.send(create).await {
+                Ok(ack) => (ack, None),
+                Err(_) => (Ack::refused(messages::shutting_down()), None),
             }
         }
         Subcommand::Play { job } | Subcommand::Cancel { job } => {
@@ -353,11 +463,97 @@ async fn prepare_inner(
                 by_name: command.user_name.clone(),
                 play,
             };
-            match addr.send(control).await {
-                Ok(ack) => ack,
+            let ack = match addr.send(control).await {
+                Ok(Some(ack)) => ack,
+                Ok(None) if play => adopt_manual(shared, addr, &project, job, command).await,
+                Ok(None) => Ack::refused(messages::unknown_job_id(job)),
                 Err(_) => Ack::refused(messages::shutting_down()),
-            }
+            };
+            let outcome = if ack.job.is_some() {
+                Outcome::Accepted
+            } else {
+                Outcome::Refused
+            };
+            (ack, Some(outcome))
         }
+    }
+}
+
+/// `play ID` for a manual job this server does not hold live: one created before a restart.
+/// Its record says which job it was; the CI file is read again (as GitLab plays a manual job
+/// of a pipeline created earlier) and the job joins the pipeline as if just created.
+async fn adopt_manual(
+    shared: &Arc<Shared>,
+    addr: Addr<PipelineActor>,
+    project: &ProjectSettings,
+    id: JobId,
+    command: &ChatCommand,
+) -> Ack {
+    let record = match shared.store.job(id).await {
+        Ok(Some(r)) if r.status == JobStatus::Manual && r.project == project.name => r,
+        Ok(Some(r)) if r.project != project.name => {
+            return Ack::refused(messages::wrong_project(id, project.name.as_str()))
+        }
+        Ok(Some(r)) => return Ack::refused(messages::not_manual(id, &r.status)),
+        _ => return Ack::refused(messages::unknown_job_id(id)),
+    };
+    let (revision, ci) = match load_ci(project).await {
+        Ok(loaded) => loaded,
+        Err(reply) => return Ack::refused(reply),
+    };
+    let Lookup::Found(found) = ci.lookup(record.job_name.as_str()) else {
+        return Ack::refused(messages::unknown_job(
+            project.name.as_str(),
+            record.job_name.as_str(),
+            &[],
+        ));
+    };
+    let found = found.clone();
+    // The job keeps its original command's reply target and user.
+    let original = ChatCommand {
+        platform: record.platform.clone(),
+        request_id: None,
+        team: None,
+        channel: record.channel.clone(),
+        channel_name: None,
+        user: record.user.clone(),
+        user_name: record.user_name.clone(),
+        slash_command: project.command.clone(),
+        text: format!("run {} {}", record.job_name, record.input),
+        reply_to: record.reply_target.clone(),
+        received_at: record.created_at,
+        via_button: false,
+    };
+    let vars = rule_variables(project, &revision, &original, Some(&record.input));
+    let Decision::Run { variables, .. } = ci.evaluate(&found, &vars) else {
+        return Ack::refused(messages::excluded(
+            record.job_name.as_str(),
+            "the CI file changed since it was created",
+        ));
+    };
+    let create = CreateJob {
+        id,
+        project: project.name.clone(),
+        job: found,
+        when: When::Manual,
+        file_variables: variables,
+        input: record.input.clone(),
+        revision,
+        command: original,
+    };
+    if addr.send(create).await.is_err() {
+        return Ack::refused(messages::shutting_down());
+    }
+    let control = Control {
+        id,
+        project: project.name.clone(),
+        by: command.user.clone(),
+        by_name: command.user_name.clone(),
+        play: true,
+    };
+    match addr.send(control).await {
+        Ok(Some(ack)) => ack,
+        _ => Ack::refused(messages::unknown_job_id(id)),
     }
 }
 
@@ -401,10 +597,17 @@ async fn load_ci(project: &ProjectSettings) -> Result<(Revision, CiConfig), Repl
 pub fn load_ci_blocking(project: &ProjectSettings) -> Result<(Revision, CiConfig), String> {
     let revision =
         git::resolve(&project.repository, project.branch.as_deref()).map_err(|e| e.to_string())?;
+    // Includes and `include: rules` see the same variables as the jobs' rules (no chat ones).
+    let mut vars = predefined_variables(project, &revision);
+    vars.extend(project.variables.iter().cloned());
+    vars.extend(project.secrets.iter().cloned());
+    let vars: Variables = vars.into_iter().collect();
     let ci = match &revision {
-        Revision::Folder { root } => chatops_ci::load(&DirSource::new(root), &project.ci_file),
+        Revision::Folder { root } => {
+            chatops_ci::load_with(&DirSource::new(root), &project.ci_file, &vars)
+        }
         Revision::Git { repo, sha, .. } => {
-            chatops_ci::load(&GitSource::new(repo, sha.clone()), &project.ci_file)
+            chatops_ci::load_with(&GitSource::new(repo, sha.clone()), &project.ci_file, &vars)
         }
     }
     .map_err(|e| e.to_string())?;
@@ -468,14 +671,26 @@ impl PipelineActor {
         self.running_by_project.get(project).copied().unwrap_or(0)
     }
 
-    fn has_slot(&self, project: &ProjectName) -> bool {
+    /// Whether job `id` could start now: a server slot, a project slot, and its resource
+    /// group free.
+    fn has_slot(&self, id: JobId) -> bool {
+        let Some(live) = self.live.get(&id) else {
+            return false;
+        };
+        let project = &live.project;
         let limit = self
             .shared
             .settings
             .project(project)
             .map_or(1, |p| p.max_concurrent_jobs.max(1));
+        let group_free = live.resource_group.as_ref().is_none_or(|g| {
+            !self
+                .running_groups
+                .contains_key(&(project.clone(), g.clone()))
+        });
         self.running < self.shared.settings.max_concurrent_jobs.max(1)
             && self.running_in(project) < limit
+            && group_free
     }
 
     /// Marks a job running and tells its watcher to start.
@@ -489,6 +704,10 @@ impl PipelineActor {
             .running_by_project
             .entry(live.project.clone())
             .or_default() += 1;
+        if let Some(g) = &live.resource_group {
+            self.running_groups
+                .insert((live.project.clone(), g.clone()), id);
+        }
         Metrics::inc(&self.shared.metrics.jobs_running);
         live.watcher.do_send(crate::watcher::Start);
     }
@@ -508,21 +727,18 @@ impl PipelineActor {
         self.queue.len()
     }
 
-    /// Starts queued jobs while slots are free, oldest first (a job of a project at its own limit
-    /// does not hold back other projects' jobs).
+    /// Starts queued jobs while slots are free, oldest first (a job of a project at its own
+    /// limit, or of a busy resource group, does not hold back the others).
     fn drain_queue(&mut self) {
         let mut i = 0;
         while i < self.queue.len() {
             let id = self.queue[i];
-            let project = match self.live.get(&id) {
-                Some(live) => live.project.clone(),
-                None => {
-                    self.queue.remove(i);
-                    Metrics::dec(&self.shared.metrics.jobs_queued);
-                    continue;
-                }
-            };
-            if self.has_slot(&project) {
+            if !self.live.contains_key(&id) {
+                self.queue.remove(i);
+                Metrics::dec(&self.shared.metrics.jobs_queued);
+                continue;
+            }
+            if self.has_slot(id) {
                 self.queue.remove(i);
                 Metrics::dec(&self.shared.metrics.jobs_queued);
                 self.launch(id);
@@ -548,8 +764,7 @@ impl Handler<CreateJob> for PipelineActor {
         let Some(project) = shared.settings.project(&msg.project).cloned() else {
             return MessageResult(Ack::refused(messages::internal_error("project vanished")));
         };
-        let id = JobId(self.next_id);
-        self.next_id += 1;
+        let id = msg.id;
         let job_ref = JobRef {
             id,
             project: project.name.to_string(),
@@ -587,6 +802,7 @@ impl Handler<CreateJob> for PipelineActor {
             command: msg.command,
             log_path,
         };
+        let resource_group = plan.job.resource_group.clone();
         let watcher = WatcherActor::new(plan, self.shared.clone(), ctx.address()).start();
         self.live.insert(
             id,
@@ -595,11 +811,12 @@ impl Handler<CreateJob> for PipelineActor {
                 project: msg.project.clone(),
                 stage: Stage::Manual,
                 job: job_ref.clone(),
+                resource_group,
             },
         );
         let reply = if msg.when == When::Manual {
             messages::manual(&job_ref)
-        } else if self.has_slot(&msg.project) && self.queue.is_empty() {
+        } else if self.has_slot(id) && self.queue.is_empty() {
             self.launch(id);
             messages::started(&job_ref)
         } else {
@@ -622,11 +839,15 @@ impl Handler<Control> for PipelineActor {
     type Result = MessageResult<Control>;
 
     fn handle(&mut self, msg: Control, _ctx: &mut Context<Self>) -> Self::Result {
-        let Some(live) = self.live.get(&msg.id) else {
-            return MessageResult(Ack::refused(messages::unknown_job_id(msg.id)));
-        };
+        MessageResult(self.control(msg))
+    }
+}
+
+impl PipelineActor {
+    fn control(&mut self, msg: Control) -> Option<Ack> {
+        let live = self.live.get(&msg.id)?;
         if live.project != msg.project {
-            return MessageResult(Ack::refused(messages::wrong_project(
+            return Some(Ack::refused(messages::wrong_project(
                 msg.id,
                 msg.project.as_str(),
             )));
@@ -639,16 +860,16 @@ impl Handler<Control> for PipelineActor {
                     .get(&msg.id)
                     .map(|v| v.status.clone())
                     .unwrap_or(JobStatus::Running);
-                return MessageResult(Ack::refused(messages::not_manual(msg.id, &status)));
+                return Some(Ack::refused(messages::not_manual(msg.id, &status)));
             }
             let job_ref = live.job.clone();
-            if self.has_slot(&msg.project) && self.queue.is_empty() {
+            if self.has_slot(msg.id) && self.queue.is_empty() {
                 self.launch(msg.id);
             } else {
                 self.enqueue(msg.id);
                 self.drain_queue();
             }
-            return MessageResult(Ack {
+            return Some(Ack {
                 reply: messages::play_requested(&job_ref, &msg.by),
                 job: Some(msg.id),
             });
@@ -656,7 +877,7 @@ impl Handler<Control> for PipelineActor {
         let by = msg.by_name.unwrap_or_else(|| msg.by.to_string());
         live.watcher
             .do_send(crate::watcher::Cancel { by: Some(by) });
-        MessageResult(Ack {
+        Some(Ack {
             reply: messages::cancel_requested(msg.id),
             job: Some(msg.id),
         })
@@ -674,6 +895,9 @@ impl Handler<JobEnded> for PipelineActor {
                     if let Some(n) = self.running_by_project.get_mut(&live.project) {
                         *n = n.saturating_sub(1);
                     }
+                    if let Some(g) = live.resource_group {
+                        self.running_groups.remove(&(live.project.clone(), g));
+                    }
                     Metrics::dec(&self.shared.metrics.jobs_running);
                 }
                 Stage::Queued => {
@@ -687,19 +911,23 @@ impl Handler<JobEnded> for PipelineActor {
     }
 }
 
-impl Handler<CountLive> for PipelineActor {
+impl Handler<CountRunning> for PipelineActor {
     type Result = usize;
 
-    fn handle(&mut self, _msg: CountLive, _ctx: &mut Context<Self>) -> usize {
-        self.live.len()
+    fn handle(&mut self, _msg: CountRunning, _ctx: &mut Context<Self>) -> usize {
+        self.live
+            .values()
+            .filter(|l| l.stage != Stage::Manual)
+            .count()
     }
 }
 
 impl Handler<CancelAll> for PipelineActor {
     type Result = ();
 
+    /// Cancels running and queued jobs; manual jobs keep waiting (playable after a restart).
     fn handle(&mut self, _msg: CancelAll, _ctx: &mut Context<Self>) {
-        for live in self.live.values() {
+        for live in self.live.values().filter(|l| l.stage != Stage::Manual) {
             live.watcher.do_send(crate::watcher::Cancel {
                 by: Some("the chatops server shutting down".into()),
             });

@@ -16,6 +16,11 @@ pub struct Settings {
     pub max_concurrent_jobs: usize,
     /// The key that signs job-page links.
     pub link_key: Vec<u8>,
+    /// Overrides every platform's reply-webhook window (Slack's 30 minutes). For tests and
+    /// unusual proxies; `None` keeps each platform's own.
+    pub response_window: Option<Duration>,
+    /// On shutdown, how long running jobs may finish before they are stopped.
+    pub shutdown_grace: Duration,
     pub projects: Vec<ProjectSettings>,
 }
 
@@ -92,6 +97,11 @@ impl Settings {
 
     pub fn log_path(&self, job: chatops_core::JobId) -> PathBuf {
         self.logs_dir().join(format!("{job}.log"))
+    }
+
+    /// The SQLite ledger of commands, jobs and replies.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("chatops.db")
     }
 }
 

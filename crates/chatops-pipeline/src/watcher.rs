@@ -3,15 +3,16 @@
 //! with messages (`Launched`, `Exited`), can always receive `Cancel`, and when the job ends sends
 //! the formatted reply back through the adapter the command came from.
 
-use crate::delivery;
 use crate::executor::{self, ExecHandle, ExecResult, ExecSpec};
 use crate::git::{self, Revision};
 use crate::messages::{self, JobRef};
 use crate::metrics::Metrics;
+use crate::outbox;
 use crate::pipeline::{predefined_variables, JobEnded, PipelineActor, Shared};
 use crate::settings::ProjectSettings;
 use actix::prelude::*;
 use chatops_core::{ChatCommand, JobId, JobStatus, OutputBlock};
+use chatops_store::JobUpdate;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -110,12 +111,25 @@ impl WatcherActor {
         );
         let duration = self.started.map(|_| result.duration);
         let reply = messages::finished(&plan.job_ref, &result.status, duration, result.output);
-        actix::spawn(delivery::deliver(
-            self.shared.clone(),
+        // Record the end, then queue the reply: the outbox delivers it (and retries, and
+        // survives a restart). The ledger write comes first so `chatops jobs` never shows a
+        // job as running after its reply went out.
+        let shared = self.shared.clone();
+        let (id, target, status) = (
+            plan.id,
             plan.command.reply_to.clone(),
-            reply,
-            plan.command.received_at,
-        ));
+            result.status.clone(),
+        );
+        let log_path = plan.log_path.clone();
+        let ran = result.duration;
+        actix::spawn(async move {
+            let update =
+                JobUpdate::finished(status, SystemTime::now(), ran).with_log_path(log_path);
+            if let Err(e) = shared.store.update_job(id, update).await {
+                tracing::error!(job = %id, error = %e, "cannot record the job's end");
+            }
+            outbox::send(shared, Some(id), target, reply).await;
+        });
         self.pipeline.do_send(JobEnded { id: plan.id });
         let scratch = self.scratch_dir();
         let checkout = self.checkout_dir();
@@ -125,6 +139,47 @@ impl WatcherActor {
             let _ = std::fs::remove_dir_all(checkout);
         });
         ctx.stop();
+    }
+
+    /// Where the platform's reply webhook closes (Slack: 30 minutes after the command) and no
+    /// bot token can post after it, tells the channel shortly before that the job still runs
+    /// and where to follow it, so a long job never ends in silence.
+    fn schedule_window_notice(&self, ctx: &mut Context<Self>) {
+        let Some(adapter) = self.shared.adapters.get(&self.plan.command.platform) else {
+            return;
+        };
+        let caps = adapter.capabilities();
+        let Some(window) = self
+            .shared
+            .settings
+            .response_window
+            .or(caps.followup_window)
+        else {
+            return;
+        };
+        if caps.bot_api || self.plan.command.reply_to.response_url.is_none() {
+            return;
+        }
+        let age = SystemTime::now()
+            .duration_since(self.plan.command.received_at)
+            .unwrap_or_default();
+        // A minute before the end, or a tenth of a short window.
+        let margin = (window / 10).min(Duration::from_secs(60));
+        let Some(after) = window.checked_sub(age + margin) else {
+            return;
+        };
+        ctx.run_later(after, move |act, _ctx| {
+            if act.finished {
+                return;
+            }
+            let reply = messages::still_running(&act.plan.job_ref, window);
+            actix::spawn(outbox::send(
+                act.shared.clone(),
+                Some(act.plan.id),
+                act.plan.command.reply_to.clone(),
+                reply,
+            ));
+        });
     }
 
     fn scratch_dir(&self) -> PathBuf {
@@ -159,6 +214,7 @@ impl Handler<Start> for WatcherActor {
             v.status = JobStatus::Running;
             v.started_at = Some(SystemTime::now());
         });
+        self.schedule_window_notice(ctx);
         let plan = self.plan.clone();
         let checkout = self.checkout_dir();
         let scratch = self.scratch_dir();
@@ -194,6 +250,16 @@ impl Handler<Launched> for WatcherActor {
         let handle = msg.0;
         let pgid = handle.pgid();
         self.shared.update_view(self.plan.id, |v| v.pgid = pgid);
+        // The process group goes to the ledger so that a restart after a crash can find and
+        // kill what the job left running.
+        let store = self.shared.store.clone();
+        let (id, log_path) = (self.plan.id, self.plan.log_path.clone());
+        actix::spawn(async move {
+            let update = JobUpdate::started(SystemTime::now(), pgid).with_log_path(log_path);
+            if let Err(e) = store.update_job(id, update).await {
+                tracing::error!(job = %id, error = %e, "cannot record the job's start");
+            }
+        });
         if let Some(by) = self.pending_cancel.take() {
             handle.cancel(by);
         }

@@ -32,7 +32,7 @@ pub(crate) async fn job_page(
     if !state.pipeline.links().verify(id, &query.t) {
         return not_found();
     }
-    let Some(view) = state.pipeline.job(id) else {
+    let Some(view) = state.pipeline.job_any(id).await else {
         return not_found();
     };
     let path = view.log_path.clone();
