@@ -3,6 +3,8 @@
 //! Errors name the file and line and say what to do.
 
 use chatops_core::{PlatformId, ProjectName, Role, UserId};
+use chatops_discord::DiscordConfig;
+use chatops_mattermost::MattermostConfig;
 use chatops_pipeline::{Member, ProjectSettings};
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
@@ -57,6 +59,10 @@ pub struct ServerConfig {
     /// On SIGTERM/SIGINT, how long running jobs may finish before they are stopped.
     #[serde(default = "default_grace")]
     pub shutdown_grace: String,
+    /// Overrides every platform's reply-webhook window (Slack and Mattermost: 30 minutes).
+    /// Leave unset; tests shorten it to see what happens after the window.
+    #[serde(default)]
+    pub response_window: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -80,6 +86,7 @@ impl Default for ServerConfig {
             data_dir: default_data_dir(),
             max_concurrent_jobs: default_max_jobs(),
             shutdown_grace: default_grace(),
+            response_window: None,
         }
     }
 }
@@ -92,6 +99,10 @@ struct RawConfig {
     server: ServerConfig,
     #[serde(default)]
     slack: Option<chatops_slack::SlackConfig>,
+    #[serde(default)]
+    mattermost: Option<MattermostConfig>,
+    #[serde(default)]
+    discord: Option<DiscordConfig>,
     #[serde(default)]
     projects: Mapping,
 }
@@ -142,7 +153,13 @@ pub struct Config {
     /// `server.data_dir`, absolute.
     pub data_dir: PathBuf,
     pub shutdown_grace: Duration,
+    /// `server.response_window`, parsed.
+    pub response_window: Option<Duration>,
     pub slack: Option<chatops_slack::SlackConfig>,
+    /// `mattermost:`, validated; `None` turns Mattermost off.
+    pub mattermost: Option<MattermostConfig>,
+    /// `discord:`, validated; `None` turns Discord off.
+    pub discord: Option<DiscordConfig>,
     pub projects: Vec<ProjectSettings>,
     /// Things worth a warning at start (e.g. the demo signing secret).
     pub warnings: Vec<String>,
@@ -226,8 +243,24 @@ impl Config {
                 .or_else(|| line_of_path(text, &path));
             err(line, msg)
         })?;
+        check_snowflake_quoted(&value)
+            .map_err(|(path, msg)| err(line_of_path(text, &path), msg))?;
         let raw: RawConfig =
             typed(value, &[]).map_err(|(path, msg)| err(line_of_path(text, &path), msg))?;
+        // What serde cannot check, each adapter's `validate()` does; its message names the key
+        // (`mattermost.tokens`), which gives the line.
+        if let Some(mattermost) = &raw.mattermost {
+            mattermost.validate().map_err(|e| {
+                let message = e.to_string();
+                err(section_line(text, "mattermost", &message), message)
+            })?;
+        }
+        if let Some(discord) = &raw.discord {
+            discord.validate().map_err(|e| {
+                let message = e.to_string();
+                err(section_line(text, "discord", &message), message)
+            })?;
+        }
 
         let mut warnings = Vec::new();
         if let Some(slack) = &raw.slack {
@@ -251,6 +284,15 @@ impl Config {
                     format!("server.shutdown_grace: {e}"),
                 )
             })?;
+        let response_window = match &raw.server.response_window {
+            None => None,
+            Some(window) => Some(chatops_ci::parse_duration(window).map_err(|e| {
+                err(
+                    line_of_path(text, &["server".into(), "response_window".into()]),
+                    format!("server.response_window: {e}"),
+                )
+            })?),
+        };
         let data_dir = absolute(base, &raw.server.data_dir);
         let mut projects = Vec::new();
         for (key, value) in raw.projects {
@@ -285,7 +327,10 @@ impl Config {
             server: raw.server,
             data_dir,
             shutdown_grace,
+            response_window,
             slack: raw.slack,
+            mattermost: raw.mattermost,
+            discord: raw.discord,
             projects,
             warnings,
         })
@@ -297,6 +342,38 @@ impl Config {
 }
 
 type PathErr = (Vec<String>, String);
+
+/// The platforms a `members` entry may name (`console` is `chatops run --user`).
+const MEMBER_PLATFORMS: [&str; 4] = ["slack", "mattermost", "discord", "console"];
+
+/// A Discord application id written as a bare YAML number would be read as an integer (and a
+/// snowflake past 2^53 may lose digits on the way), so it must be quoted; say so plainly
+/// rather than let serde report a type mismatch.
+fn check_snowflake_quoted(value: &Value) -> Result<(), PathErr> {
+    let id = value.get("discord").and_then(|d| d.get("application_id"));
+    if let Some(Value::Number(n)) = id {
+        return Err((
+            vec!["discord".into(), "application_id".into()],
+            format!(
+                "discord.application_id is the number {n}: quote it (application_id: \"{n}\") so YAML keeps the snowflake as a string"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The line a `section.key` named in `message` is on, else the section's own line.
+fn section_line(text: &str, section: &str, message: &str) -> Option<usize> {
+    let prefix = format!("{section}.");
+    let key = message.split(&prefix).nth(1).map(|rest| {
+        rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .next()
+            .unwrap_or_default()
+    });
+    key.filter(|k| !k.is_empty())
+        .and_then(|k| line_of_path(text, &[section.to_owned(), k.to_owned()]))
+        .or_else(|| line_of_path(text, &[section.to_owned()]))
+}
 
 fn absolute(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
@@ -399,6 +476,15 @@ fn member(project: &str, entry: &Mapping) -> Result<Member, PathErr> {
                 format!("projects.{project}.members: `{key}` must be a string"),
             )
         })?;
+        if key != "role" && !MEMBER_PLATFORMS.contains(&key) {
+            return Err((
+                at.clone(),
+                format!(
+                    "projects.{project}.members: `{key}` is not a platform: use one of {}",
+                    MEMBER_PLATFORMS.join(", ")
+                ),
+            ));
+        }
         if key == "role" {
             role = Some(
                 value
@@ -629,6 +715,133 @@ mod tests {
         let e =
             load("projects:\n  demo:\n    repository: r\n    default_role: admin\n").unwrap_err();
         assert!(e.message.contains("admin"), "{e}");
+    }
+
+    // RFC 8032 test 1 public key: a valid curve point, never a real application's.
+    const DISCORD_KEY: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    fn platforms(mattermost: &str, discord: &str) -> String {
+        format!(
+            "server:\n  listen: 127.0.0.1:0\nmattermost:\n{mattermost}discord:\n{discord}projects:\n  demo:\n    repository: r\n"
+        )
+    }
+
+    fn good_discord() -> String {
+        format!("  public_key: {DISCORD_KEY}\n  application_id: \"1100000000000000001\"\n")
+    }
+
+    #[test]
+    fn mattermost_and_discord_sections_are_typed() {
+        let c = load(&platforms(
+            "  url: https://chat.example.com\n  tokens: [\"${SECRET}\", \"${UNSET:-}\", \"\"]\n  bot_token: ${UNSET:-}\n",
+            &format!("{}  api_url: http://127.0.0.1:9/api/v10\n", good_discord()),
+        ))
+        .unwrap();
+        let mm = c.mattermost.as_ref().expect("the mattermost section");
+        assert_eq!(mm.url, "https://chat.example.com");
+        assert_eq!(mm.tokens, vec!["s3cr3t"], "empty tokens are dropped");
+        assert_eq!(mm.bot_token, None, "an empty bot token means none");
+        assert_eq!(mm.allowed_hosts(), vec!["chat.example.com"]);
+        let discord = c.discord.as_ref().expect("the discord section");
+        assert_eq!(discord.application_id, "1100000000000000001");
+        assert_eq!(discord.api_base(), "http://127.0.0.1:9/api/v10");
+        assert!(discord.verifying_key().is_ok());
+    }
+
+    #[test]
+    fn omitted_sections_turn_platforms_off() {
+        let c = load("projects:\n  demo:\n    repository: r\n").unwrap();
+        assert!(c.slack.is_none() && c.mattermost.is_none() && c.discord.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_in_platform_sections_name_their_line() {
+        let e = load(&platforms(
+            "  url: https://chat.example.com\n  token: [t]\n  tokens: [t]\n",
+            &good_discord(),
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
+        assert!(e.message.contains("unknown key `token`"), "{e}");
+        let e = load(&platforms(
+            "  url: https://chat.example.com\n  tokens: [t]\n",
+            &format!("{}  bot_token: x\n", good_discord()),
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(9), "{e}");
+        assert!(
+            e.message.contains("unknown key `bot_token` in discord"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn adapter_validation_errors_name_file_and_line() {
+        // Every token empty (unset variables with empty defaults).
+        let e = load(&platforms(
+            "  url: https://chat.example.com\n  tokens: [\"${UNSET:-}\"]\n",
+            &good_discord(),
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
+        assert!(
+            e.to_string().starts_with("c.yaml:5: mattermost.tokens"),
+            "{e}"
+        );
+        let e = load(&platforms(
+            "  url: chat.example.com\n  tokens: [t]\n",
+            &good_discord(),
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.message.contains("mattermost.url"), "{e}");
+        let e = load(&platforms(
+            "  url: https://chat.example.com\n  tokens: [t]\n",
+            "  public_key: abcd\n  application_id: \"1\"\n",
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(7), "{e}");
+        assert!(e.message.contains("discord.public_key"), "{e}");
+        let e = load(&platforms(
+            "  url: https://chat.example.com\n  tokens: [t]\n",
+            &format!("  public_key: {DISCORD_KEY}\n  application_id: \"my-app\"\n"),
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(8), "{e}");
+        assert!(e.message.contains("snowflake"), "{e}");
+    }
+
+    #[test]
+    fn an_unquoted_application_id_is_told_to_be_quoted() {
+        let e = load(&platforms(
+            "  url: https://chat.example.com\n  tokens: [t]\n",
+            &format!("  public_key: {DISCORD_KEY}\n  application_id: 1100000000000000001\n"),
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(8), "{e}");
+        assert!(
+            e.message
+                .contains("application_id: \"1100000000000000001\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn members_name_known_platforms_only() {
+        let c = load(
+            "projects:\n  demo:\n    repository: r\n    members:\n      - {mattermost: 8ajk3h1p4jfz7c9t1s6rwhcqxo, role: maintainer}\n      - {discord: 80351110224678912, role: developer}\n",
+        )
+        .unwrap();
+        let members = &c.projects[0].members;
+        assert_eq!(members[0].platform.as_str(), "mattermost");
+        assert_eq!(members[1].platform.as_str(), "discord");
+        assert_eq!(members[1].user.as_str(), "80351110224678912");
+        let e = load(
+            "projects:\n  demo:\n    repository: r\n    members:\n      - {mattermst: U1, role: developer}\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.message.contains("`mattermst` is not a platform"), "{e}");
     }
 
     #[test]

@@ -57,9 +57,11 @@ impl Application {
             .clone()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| format!("http://{addr}"));
-        let adapters = build_adapters(config)?;
+        let adapters = build_adapters(config, &public_url)?;
         let settings = settings(config, public_url, link_key(&config.data_dir)?);
-        let pipeline = PipelineHandle::start(settings, adapters.clone());
+        let store = open_store(&settings)?;
+        warn_about_windows(&adapters, &settings);
+        let pipeline = PipelineHandle::start(settings, adapters.clone(), store).await;
         let state = chatops_web::WebState {
             pipeline: pipeline.clone(),
             adapters,
@@ -100,7 +102,7 @@ impl Application {
             grace_s = self.grace.as_secs(),
             "shutting down: no new commands, running jobs may finish"
         );
-        self.pipeline.shutdown(self.grace).await;
+        self.pipeline.shutdown().await;
         handle.stop(true).await;
         let _ = server.await;
         tracing::info!("shut down cleanly");
@@ -109,7 +111,8 @@ impl Application {
 }
 
 /// The chat platforms configured, plus nothing else: the console adapter is the CLI's.
-pub fn build_adapters(config: &Config) -> anyhow::Result<Adapters> {
+/// `public_url` is where the platforms reach this server (Mattermost posts button clicks there).
+pub fn build_adapters(config: &Config, public_url: &str) -> anyhow::Result<Adapters> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .user_agent(concat!("chatops/", env!("CARGO_PKG_VERSION")))
@@ -124,6 +127,28 @@ pub fn build_adapters(config: &Config) -> anyhow::Result<Adapters> {
         ));
         adapters.register(adapter);
     }
+    if let Some(mattermost) = &config.mattermost {
+        let adapter: Arc<dyn ChatAdapter> = Arc::new(
+            chatops_mattermost::MattermostAdapter::new(
+                mattermost.clone(),
+                Arc::new(SystemClock),
+                http.clone(),
+            )
+            .with_public_url(public_url),
+        );
+        adapters.register(adapter);
+    }
+    if let Some(discord) = &config.discord {
+        let adapter = chatops_discord::DiscordAdapter::new(
+            discord.clone(),
+            Arc::new(SystemClock),
+            http.clone(),
+        )
+        // The config loader validated the key already; this names the file if it still fails.
+        .with_context(|| format!("{}: the discord: section", config.source.display()))?;
+        let adapter: Arc<dyn ChatAdapter> = Arc::new(adapter);
+        adapters.register(adapter);
+    }
     Ok(adapters)
 }
 
@@ -134,7 +159,32 @@ pub fn settings(config: &Config, public_url: String, link_key: Vec<u8>) -> Setti
         public_url,
         max_concurrent_jobs: config.server.max_concurrent_jobs.max(1),
         link_key,
+        response_window: config.response_window,
+        shutdown_grace: config.shutdown_grace,
         projects: config.projects.clone(),
+    }
+}
+
+/// Opens (creating or migrating) the store in `data_dir`.
+pub fn open_store(settings: &Settings) -> anyhow::Result<chatops_store::Store> {
+    let path = settings.store_path();
+    chatops_store::Store::open(&path)
+        .with_context(|| format!("cannot open the store {}", path.display()))
+}
+
+/// Says at start-up which platforms cannot reply to jobs that outlive their reply window.
+fn warn_about_windows(adapters: &Adapters, settings: &Settings) {
+    for adapter in adapters.iter() {
+        let caps = adapter.capabilities();
+        if let Some(window) = settings.response_window.or(caps.followup_window) {
+            if !caps.bot_api {
+                tracing::warn!(
+                    platform = %adapter.platform(),
+                    window_s = window.as_secs(),
+                    "no bot token: replies to jobs that outlive the platform's reply window cannot be posted (the channel gets a notice before the window closes); set the platform's bot_token"
+                );
+            }
+        }
     }
 }
 

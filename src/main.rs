@@ -160,7 +160,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            jobs(&config, limit, json)
+            actix_rt::System::new().block_on(jobs(config, limit, json))
         }
         Command::Log { config, id } => {
             init_tracing("warn");
@@ -168,12 +168,13 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            log(&config, &id)
+            actix_rt::System::new().block_on(log(config, &id))
         }
     }
 }
 
 async fn serve(config: Config) -> ExitCode {
+    raise_fd_limit();
     let app = match Application::build(&config).await {
         Ok(app) => app,
         Err(e) => {
@@ -270,7 +271,15 @@ async fn run(
     let (adapter, mut replies) = ConsoleAdapter::new();
     let mut adapters = Adapters::new();
     adapters.register(Arc::new(adapter));
-    let pipeline = PipelineHandle::start(chatops::settings(&config, public_url, key), adapters);
+    let settings = chatops::settings(&config, public_url, key);
+    let store = match chatops::open_store(&settings) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chatops: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let pipeline = PipelineHandle::start(settings, adapters, store.clone()).await;
     let command = &project_settings.command;
     let text = if input.is_empty() {
         format!("run {job}")
@@ -296,11 +305,20 @@ async fn run(
     let log_path = config.data_dir.join("logs").join(format!("{id}.log"));
     let mut offset = 0u64;
     let mut interrupted = false;
+    let mut ended_at: Option<std::time::Instant> = None;
     let reply = loop {
         tokio::select! {
             reply = replies.recv() => break reply,
             _ = tokio::time::sleep(Duration::from_millis(100)) => {
                 offset = copy_new_bytes(&log_path, offset);
+                // The reply should follow the job's end within milliseconds; if it never
+                // comes (the outbox gave up), do not wait forever.
+                let ended = pipeline.job(id).is_some_and(|v| v.status.is_terminal());
+                match (ended, ended_at) {
+                    (true, None) => ended_at = Some(std::time::Instant::now()),
+                    (true, Some(t)) if t.elapsed() > Duration::from_secs(10) => break None,
+                    _ => {}
+                }
             }
             _ = tokio::signal::ctrl_c(), if !interrupted => {
                 interrupted = true;
@@ -316,7 +334,9 @@ async fn run(
     };
     print!("{}", console::plain_text(&reply));
     let _ = std::io::stdout().flush();
-    match pipeline.job(id).map(|v| v.status) {
+    let status = pipeline.job_any(id).await.map(|v| v.status);
+    let _ = store.close().await;
+    match status {
         Some(JobStatus::Succeeded) => ExitCode::SUCCESS,
         _ => ExitCode::from(1),
     }
@@ -338,42 +358,115 @@ fn copy_new_bytes(path: &std::path::Path, offset: u64) -> u64 {
     offset + n as u64
 }
 
-fn jobs(config: &Config, limit: usize, json: bool) -> ExitCode {
-    // Until the store lands, the log folder is the record of past jobs.
-    let mut ids: Vec<u64> = std::fs::read_dir(config.data_dir.join("logs"))
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()
-                        .and_then(|n| n.strip_suffix(".log"))
-                        .and_then(|n| n.parse().ok())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort_unstable_by(|a, b| b.cmp(a));
-    ids.truncate(limit);
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({ "jobs": ids.iter().map(|id| serde_json::json!({"id": id})).collect::<Vec<_>>() })
+/// Opens the store for the read-only commands (`jobs`, `log`).
+fn store_of(config: &Config) -> Result<chatops_store::Store, ExitCode> {
+    let path = config.data_dir.join("chatops.db");
+    if !path.exists() {
+        eprintln!(
+            "chatops: no store at {} yet: no job has run with this config",
+            path.display()
         );
+        return Err(ExitCode::from(1));
+    }
+    chatops_store::Store::open(&path).map_err(|e| {
+        eprintln!("chatops: {e}");
+        ExitCode::from(1)
+    })
+}
+
+fn unix_ms(t: Option<SystemTime>) -> Option<u64> {
+    t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+}
+
+async fn jobs(config: Config, limit: usize, json: bool) -> ExitCode {
+    let store = match store_of(&config) {
+        Ok(s) => s,
+        Err(_) if json => {
+            println!("{{\"jobs\": []}}");
+            return ExitCode::SUCCESS;
+        }
+        Err(_) => return ExitCode::SUCCESS,
+    };
+    let records = match store.recent_jobs(limit).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("chatops: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let _ = store.close().await;
+    if json {
+        let jobs: Vec<_> = records
+            .iter()
+            .map(|j| {
+                serde_json::json!({
+                    "id": j.id.0,
+                    "project": j.project.as_str(),
+                    "job": j.job_name.as_str(),
+                    "status": j.status.name(),
+                    "exit_code": j.exit_code,
+                    "platform": j.platform.as_str(),
+                    "channel": j.channel.as_str(),
+                    "user": j.user.as_str(),
+                    "user_name": j.user_name,
+                    "input": j.input,
+                    "created_at_ms": unix_ms(Some(j.created_at)),
+                    "started_at_ms": unix_ms(j.started_at),
+                    "finished_at_ms": unix_ms(j.finished_at),
+                    "duration_ms": j.duration.map(|d| d.as_millis() as u64),
+                    "canceled_by": j.canceled_by,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "jobs": jobs }));
     } else {
-        for id in ids {
-            println!("{id}");
+        println!("    ID  PROJECT      JOB                  STATUS       DURATION   USER");
+        for j in &records {
+            let duration = j
+                .duration
+                .map(chatops_core::reply::format_duration)
+                .unwrap_or_default();
+            println!(
+                "{:>6}  {:<12} {:<20} {:<12} {:<10} {}:{}",
+                j.id.0,
+                j.project.as_str(),
+                j.job_name.as_str(),
+                j.status.name(),
+                duration,
+                j.platform.as_str(),
+                j.user_name.as_deref().unwrap_or(j.user.as_str())
+            );
         }
     }
     ExitCode::SUCCESS
 }
 
-fn log(config: &Config, id: &str) -> ExitCode {
+async fn log(config: Config, id: &str) -> ExitCode {
     let Ok(id) = id.parse::<JobId>() else {
         eprintln!("chatops: `{id}` is not a job id (a number, as in `chatops jobs`)");
         return ExitCode::from(1);
     };
-    let path = config.data_dir.join("logs").join(format!("{id}.log"));
+    let store = match store_of(&config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let record = store.job(id).await;
+    let _ = store.close().await;
+    let record = match record {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            eprintln!("chatops: no job #{id} in {}", config.data_dir.display());
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("chatops: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let path = record
+        .log_path
+        .unwrap_or_else(|| config.data_dir.join("logs").join(format!("{id}.log")));
     match std::fs::File::open(&path) {
         Ok(mut f) => {
             let mut out = std::io::stdout().lock();
@@ -385,9 +478,28 @@ fn log(config: &Config, id: &str) -> ExitCode {
                 }
             }
         }
-        Err(_) => {
-            eprintln!("chatops: no job #{id} in {}", config.data_dir.display());
+        // A job that never started (manual, refused by a restart) has no log yet: nothing
+        // to print is still a known job.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatops: cannot read {}: {e}", path.display());
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Jobs hold a pipe and a log file each: 1,000 jobs need ~2,000 descriptors, more than the
+/// usual soft limit of 1,024. Raise the soft limit to the hard one.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }

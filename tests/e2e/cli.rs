@@ -69,7 +69,8 @@ fn check_json_reports_every_job() {
             "nightly",
             "fails",
             "sleeper",
-            "big"
+            "big",
+            "wide"
         ],
         "visible jobs in file order"
     );

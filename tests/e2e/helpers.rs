@@ -19,6 +19,9 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 
 pub const SLACK_SECRET: &str = "e2e-signing-secret";
 
+/// A Discord user listed as a guest of the demo project (Discord ids are snowflakes).
+pub const DISCORD_GUEST: &str = "80351110224678999";
+
 /// One request the fake platform received.
 #[derive(Clone, Debug)]
 pub struct Received {
@@ -80,6 +83,11 @@ impl FakePlatform {
     /// The next requests get these answers, in order (then the default).
     pub fn answer_with(&self, canned: Vec<Canned>) {
         self.state.lock().expect("fake lock").script.extend(canned);
+    }
+
+    /// Forgets the scripted answers still queued (back to the defaults).
+    pub fn clear_answers(&self) {
+        self.state.lock().expect("fake lock").script.clear();
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -154,7 +162,8 @@ fn fake_handle(state: Arc<Mutex<FakeState>>, req: HttpRequest, body: web::Bytes)
 pub struct TestServer {
     pub child: Child,
     pub base: String,
-    pub dir: tempfile::TempDir,
+    /// Shared so that a restarted server keeps the same folder (config, project, data).
+    pub dir: Arc<tempfile::TempDir>,
     pub fake: FakePlatform,
     stderr: Arc<Mutex<String>>,
     http: reqwest::Client,
@@ -170,6 +179,9 @@ pub struct Setup {
     /// Extra YAML under `slack:` (indented 2 spaces).
     pub slack_extra: String,
     pub default_role: String,
+    /// Extra top-level YAML appended to the config (e.g. a `mattermost:` section); `{fake}` in it
+    /// becomes the fake platform's base URL and `{fake_host}` its `host:port`.
+    pub extra_config: String,
 }
 
 impl Setup {
@@ -180,6 +192,7 @@ impl Setup {
             server_extra: String::new(),
             slack_extra: String::new(),
             default_role: "developer".into(),
+            extra_config: String::new(),
         }
     }
 }
@@ -193,7 +206,7 @@ impl TestServer {
         std::fs::write(project.join(".gitlab-ci.yml"), &setup.ci).expect("ci file");
         std::fs::write(project.join("README.txt"), "a file in the project\n").expect("file");
         let config = format!(
-            "server:\n  listen: 127.0.0.1:0\n  data_dir: data\n{server}\nslack:\n  signing_secret: {secret}\n  api_url: {base}/api\n  response_url_hosts: [\"{host}\"]\n{slack}\nprojects:\n  demo:\n    repository: project\n    default_role: {role}\n    members:\n      - {{slack: UMAINTAINER, role: maintainer}}\n      - {{slack: UGUEST, role: guest}}\n{project}",
+            "server:\n  listen: 127.0.0.1:0\n  data_dir: data\n{server}\nslack:\n  signing_secret: {secret}\n  api_url: {base}/api\n  response_url_hosts: [\"{host}\"]\n{slack}\nprojects:\n  demo:\n    repository: project\n    default_role: {role}\n    members:\n      - {{slack: UMAINTAINER, role: maintainer}}\n      - {{slack: UGUEST, role: guest}}\n      - {{mattermost: UGUEST, role: guest}}\n      - {{discord: \"{discord_guest}\", role: guest}}\n{project}\n{extra}",
             server = setup.server_extra,
             secret = SLACK_SECRET,
             base = fake.base,
@@ -201,13 +214,22 @@ impl TestServer {
             slack = setup.slack_extra,
             role = setup.default_role,
             project = setup.project_extra,
+            discord_guest = DISCORD_GUEST,
+            extra = setup
+                .extra_config
+                .replace("{fake}", &fake.base)
+                .replace("{fake_host}", &fake.host_port),
         );
         let config_path = dir.path().join("chatops.yaml");
         std::fs::write(&config_path, config).expect("config");
-        Self::spawn(dir, config_path, fake).await
+        Self::spawn(Arc::new(dir), config_path, fake).await
     }
 
-    async fn spawn(dir: tempfile::TempDir, config_path: PathBuf, fake: FakePlatform) -> TestServer {
+    async fn spawn(
+        dir: Arc<tempfile::TempDir>,
+        config_path: PathBuf,
+        fake: FakePlatform,
+    ) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatops"))
             .arg("serve")
             .arg("--config")
@@ -253,6 +275,25 @@ impl TestServer {
             stderr: log,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// `kill -9` the server (no chance to clean up), then start it again on the same config,
+    /// data and fake platform.
+    pub async fn crash_and_restart(mut self) -> TestServer {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+        let dir = self.dir.clone();
+        let fake = self.fake.clone();
+        drop(self);
+        let config = dir.path().join("chatops.yaml");
+        TestServer::spawn(dir, config, fake).await
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("chatops.yaml")
     }
 
     pub fn pid(&self) -> u32 {

@@ -2,6 +2,7 @@
 //! chat platform. One test binary (so the server binary builds once); modules by area.
 
 mod cli;
+mod durability;
 mod helpers;
 mod slack;
 
@@ -74,6 +75,10 @@ big:
   script:
     - head -c 100000000 /dev/zero | tr '\0' 'x'
     - echo; echo "done after 100 MB"
+
+wide:
+  script:
+    - 'seq -f "line %g of the wide output" 1 2000'
 
 .hidden-template:
   script: [echo hidden]
