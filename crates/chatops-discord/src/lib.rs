@@ -13,10 +13,13 @@
 //! too. The application command's name selects the project (`/demo` → `demo`), its string
 //! option `text` is the command text.
 //!
-//! Acks (decided from the ack [`Reply`]): an ephemeral ack — refusals, help, "not a valid
-//! command", everything the contract makes ephemeral — is answered at once (type 4, flag 64), so
-//! the user reads it without a round trip; anything else is deferred (type 5 for commands, type
-//! 6 for button clicks) and the result comes as a follow-up within Discord's 15 minutes.
+//! Acks: a slash command's ack is answered at once as the initial response (type 4), ephemeral
+//! (flag 64) when the ack [`Reply`] is — refusals, help, "not a valid command" — and in the
+//! channel otherwise. The in-channel ack is what tells the user a job's number, its page and, for
+//! a manual job, how to play it, so it must not be swallowed by a deferred "thinking…" response.
+//! The job's result comes later as a follow-up, which the interaction's webhook accepts for 15
+//! minutes after any initial response. A button click's in-channel ack is deferred (type 6: the
+//! clicked message stays as it is); an ephemeral one is answered at once like a command's.
 
 pub mod config;
 mod deliver;
@@ -137,12 +140,13 @@ impl ChatAdapter for DiscordAdapter {
     }
 
     fn ack(&self, command: &ChatCommand, ack: &Reply) -> HttpReply {
-        if ack.visibility == Visibility::Ephemeral {
+        if ack.visibility == Visibility::Ephemeral || !command.via_button {
+            // 4: CHANNEL_MESSAGE_WITH_SOURCE. Deferring a command's in-channel ack (type 5)
+            // would hide it: a manual job's "play it with /demo play N" would never be seen.
             return HttpReply::json(&json!({"type": 4, "data": render::render_message(ack)}));
         }
-        // 6: DEFERRED_UPDATE_MESSAGE (the clicked message stays as it is);
-        // 5: DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE ("thinking…" until the follow-up).
-        HttpReply::json(&json!({"type": if command.via_button { 6 } else { 5 }}))
+        // 6: DEFERRED_UPDATE_MESSAGE (the clicked message stays as it is).
+        HttpReply::json(&json!({"type": 6}))
     }
 
     fn render(&self, reply: &Reply) -> serde_json::Value {
@@ -244,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn acks_defer_or_answer_ephemerally() -> Result<(), Box<dyn std::error::Error>> {
+    fn acks_answer_commands_and_defer_clicks() -> Result<(), Box<dyn std::error::Error>> {
         let a = adapter()?;
         let cmd = command(&a, GUILD)?;
         assert_eq!(
@@ -253,9 +257,16 @@ mod tests {
             )),
             Some(true)
         );
-        let accepted = Reply::new(Visibility::InChannel, Tone::Neutral, vec![]);
+        // An in-channel ack is shown at once, in the channel (a manual job's play hint).
+        let accepted = Reply::new(
+            Visibility::InChannel,
+            Tone::Neutral,
+            vec![Inline::Code("/demo play 7".into())],
+        );
         let body: serde_json::Value = serde_json::from_slice(&a.ack(&cmd, &accepted).body)?;
-        assert_eq!(body, json!({"type": 5}));
+        assert_eq!(body["type"], 4);
+        assert_eq!(body["data"]["flags"], json!(render::SUPPRESS_EMBEDS));
+        assert_eq!(body["data"]["content"], "`/demo play 7`");
 
         let refused = Reply::ephemeral(Tone::Failure, vec![Inline::Text("not allowed".into())]);
         let body: serde_json::Value = serde_json::from_slice(&a.ack(&cmd, &refused).body)?;
