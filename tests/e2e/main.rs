@@ -2,6 +2,7 @@
 //! chat platform. One test binary (so the server binary builds once); modules by area.
 
 mod cli;
+mod conformance;
 mod durability;
 mod helpers;
 mod slack;
