@@ -331,11 +331,11 @@ pub fn cancel_requested(id: JobId) -> Reply {
 }
 
 /// The ack for `play ID`.
-pub fn play_requested(job: &JobRef, by: &UserId) -> Reply {
+pub fn play_requested(job: &JobRef, by: &UserId, by_name: Option<&str>) -> Reply {
     let mut s = vec![
         Inline::Mention {
             id: by.clone(),
-            name: None,
+            name: by_name.map(str::to_owned),
         },
         text(" played "),
     ];

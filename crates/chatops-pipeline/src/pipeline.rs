@@ -870,7 +870,7 @@ impl PipelineActor {
                 self.drain_queue();
             }
             return Some(Ack {
-                reply: messages::play_requested(&job_ref, &msg.by),
+                reply: messages::play_requested(&job_ref, &msg.by, msg.by_name.as_deref()),
                 job: Some(msg.id),
             });
         }
