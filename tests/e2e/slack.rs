@@ -413,3 +413,56 @@ async fn replies_survive_platform_500s_and_honour_429_retry_after() {
     assert_eq!(server.fake.received_at("/response/1").len(), 4);
     assert_eq!(server.metric("chatops_replies_delivered_total").await, 1);
 }
+
+#[actix_web::test]
+async fn git_projects_run_the_default_branch_head_in_a_fresh_checkout() {
+    let server = TestServer::start(Setup::ci("placeholder: {script: [echo no]}\n")).await;
+    let repo = server.project_dir();
+    let committed = "where:\n  script:\n    - 'echo \"sha=$CI_COMMIT_SHA branch=$CI_COMMIT_BRANCH\"; pwd; cat marker.txt'\n";
+    std::fs::write(repo.join(".gitlab-ci.yml"), committed).expect("ci");
+    std::fs::write(repo.join("marker.txt"), "committed marker\n").expect("marker");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    git(&["init", "-q", "-b", "trunk"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "ci"]);
+    let sha = git(&["rev-parse", "HEAD"]);
+    // Uncommitted changes are not what the default branch holds: chatops must not see them.
+    std::fs::write(repo.join("marker.txt"), "dirty work tree\n").expect("dirty");
+    std::fs::write(
+        repo.join(".gitlab-ci.yml"),
+        "where:\n  script: [echo dirty]\n",
+    )
+    .expect("dirty ci");
+    let (_, reply) = server.run_and_reply("run where", 1).await;
+    let text = slack_text(&reply);
+    assert!(text.contains(&format!("sha={sha} branch=trunk")), "{text}");
+    assert!(text.contains("committed marker"), "{text}");
+    assert!(!text.contains("dirty"), "{text}");
+    let builds = server.data_dir().join("builds");
+    assert!(
+        text.contains(&builds.to_string_lossy().to_string()),
+        "runs in a checkout under data_dir/builds: {text}"
+    );
+    eventually("the checkout is removed after the job", || {
+        std::fs::read_dir(&builds)
+            .map(|d| d.count() == 0)
+            .unwrap_or(true)
+    })
+    .await;
+}
