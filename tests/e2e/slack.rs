@@ -466,3 +466,21 @@ async fn git_projects_run_the_default_branch_head_in_a_fresh_checkout() {
     })
     .await;
 }
+
+#[actix_web::test]
+async fn a_slow_command_still_gets_an_ack_in_time_and_the_answer_later() {
+    let server = TestServer::start(Setup::ci(CI)).await;
+    // Another process holds the store's write lock, as a slow disk or a backup might: the
+    // command cannot be recorded for a while, longer than Slack waits for an ack.
+    let db = rusqlite::Connection::open(server.data_dir().join("chatops.db")).expect("open db");
+    db.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    let (status, ack) = server.slack_command("UDEV", "run hello-world", 1).await;
+    db.execute_batch("ROLLBACK").expect("unlock");
+    assert_eq!(status, 200);
+    assert!(ack.contains("Working on it"), "{ack}");
+    // The real ack follows as a message, then the job's reply.
+    let posts = server.fake.wait_for("/response/1", 2).await;
+    let all: Vec<_> = posts.iter().map(|p| slack_text(&p.body)).collect();
+    assert!(all[0].contains("started"), "{all:?}");
+    assert!(all[1].contains("Hello World"), "{all:?}");
+}

@@ -260,6 +260,16 @@ pub fn still_running(job: &JobRef, window: Duration) -> Reply {
     Reply::new(Visibility::InChannel, Tone::Warning, s)
 }
 
+/// The ack when the real answer takes longer than the platform waits for an ack.
+pub fn working_on_it() -> Reply {
+    Reply::ephemeral(
+        Tone::Neutral,
+        vec![text(
+            "Working on it: reading the project's CI file takes a moment. The answer follows here.",
+        )],
+    )
+}
+
 pub fn shutting_down() -> Reply {
     Reply::ephemeral(
         Tone::Warning,

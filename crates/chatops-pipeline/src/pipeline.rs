@@ -171,6 +171,17 @@ impl PipelineHandle {
         &self.shared.store
     }
 
+    /// Sends a message to a command's channel through the outbox (e.g. an ack that came too
+    /// late to be the HTTP answer).
+    pub async fn send_later(
+        &self,
+        job: Option<JobId>,
+        target: chatops_core::ReplyTarget,
+        reply: Reply,
+    ) {
+        crate::outbox::send(self.shared.clone(), job, target, reply).await;
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
     }
@@ -179,8 +190,9 @@ impl PipelineHandle {
         &self.shared.links
     }
 
+    /// Whether the server can take commands: not shutting down, and its store is open.
     pub fn is_accepting(&self) -> bool {
-        self.shared.accepting.load(Ordering::SeqCst)
+        self.shared.accepting.load(Ordering::SeqCst) && !self.shared.store.is_closed()
     }
 
     /// Stops taking commands (they are answered "restarting"), lets running jobs finish for

@@ -16,6 +16,7 @@ use chatops_core::{
 };
 use chatops_pipeline::PipelineHandle;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Largest request body accepted from a platform. Slack's and Mattermost's payloads are a few
 /// KiB; actix-web's `Form` would cap at 16 KiB and hide the raw bytes, so we read `Bytes`.
@@ -82,8 +83,8 @@ async fn inbound(
                 command = %command.slash_command,
                 "command received"
             );
-            let ack = state.pipeline.submit((*command).clone()).await;
-            to_response(adapter.ack(&command, &ack.reply))
+            let ack = submit_within_deadline(&state.pipeline, &adapter, &command).await;
+            to_response(adapter.ack(&command, &ack))
         }
         Err(err) => {
             match &err {
@@ -102,6 +103,49 @@ async fn inbound(
             HttpResponse::build(status)
                 .content_type("text/plain; charset=utf-8")
                 .body(message)
+        }
+    }
+}
+
+/// Submits a command and waits for its ack, but never past the platform's ack deadline (Slack
+/// gives up after 3 s and shows the user an error). Normally the ack takes milliseconds; when
+/// reading the CI file is slow (a huge repository, a slow disk), the user gets "working on it"
+/// in time and the real ack follows as a message once it exists.
+async fn submit_within_deadline(
+    pipeline: &PipelineHandle,
+    adapter: &Arc<dyn ChatAdapter>,
+    command: &chatops_core::ChatCommand,
+) -> chatops_core::Reply {
+    let deadline = adapter
+        .capabilities()
+        .ack_deadline
+        .saturating_sub(Duration::from_millis(750))
+        .max(Duration::from_millis(250));
+    let task = {
+        let pipeline = pipeline.clone();
+        let command = command.clone();
+        actix_web::rt::spawn(async move { pipeline.submit(command).await })
+    };
+    let mut task = task;
+    match actix_web::rt::time::timeout(deadline, &mut task).await {
+        Ok(Ok(ack)) => ack.reply,
+        Ok(Err(join)) => {
+            tracing::error!(error = %join, "command task failed");
+            chatops_pipeline::messages::internal_error("the command failed")
+        }
+        Err(_) => {
+            tracing::warn!(
+                deadline_ms = deadline.as_millis() as u64,
+                "command slower than the platform's ack deadline: acking now, answering later"
+            );
+            let pipeline = pipeline.clone();
+            let target = command.reply_to.clone();
+            actix_web::rt::spawn(async move {
+                if let Ok(ack) = task.await {
+                    pipeline.send_later(ack.job, target, ack.reply).await;
+                }
+            });
+            chatops_pipeline::messages::working_on_it()
         }
     }
 }
