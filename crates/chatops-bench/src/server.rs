@@ -206,13 +206,6 @@ impl ServerProcess {
         t.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 
-    /// SIGKILL and reap: for servers whose state is thrown away anyway, when a graceful
-    /// shutdown would only add work that is not being measured.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
     /// SIGTERM, then waits for the exit (killing it after [`STOP_TIMEOUT`]). Returns whether it
     /// exited on its own.
     pub async fn stop(mut self) -> bool {
