@@ -484,3 +484,40 @@ async fn a_slow_command_still_gets_an_ack_in_time_and_the_answer_later() {
     assert!(all[0].contains("started"), "{all:?}");
     assert!(all[1].contains("Hello World"), "{all:?}");
 }
+
+#[actix_web::test]
+async fn signed_but_malformed_payloads_get_a_clear_400_and_no_work() {
+    let server = TestServer::start(Setup::ci(CI)).await;
+    // No `command`, `user_id` or `channel_id`: correctly signed, but not a slash command.
+    let (status, body) = server
+        .post_slack(
+            "/slack/commands",
+            "text=run+hello-world&team_id=T1".into(),
+            SLACK_SECRET,
+            unix_now(),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(!body.is_empty(), "says what is wrong");
+    // Button payload that is not JSON.
+    let (status, body) = server
+        .post_slack(
+            "/slack/actions",
+            "payload=%7Bnot+json".into(),
+            SLACK_SECRET,
+            unix_now(),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    // Invalid UTF-8 in a signed form.
+    let (status, _) = server
+        .post_slack(
+            "/slack/commands",
+            "command=%2Fdemo&text=%FF%FE&user_id=U&channel_id=C".into(),
+            SLACK_SECRET,
+            unix_now(),
+        )
+        .await;
+    assert!(status == 400 || status == 200, "never a 5xx: {status}");
+    assert_eq!(server.metric("chatops_jobs_started_total").await, 0);
+}
