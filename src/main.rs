@@ -313,7 +313,7 @@ async fn run(
                 offset = copy_new_bytes(&log_path, offset);
                 // The reply should follow the job's end within milliseconds; if it never
                 // comes (the outbox gave up), do not wait forever.
-                let ended = pipeline.job(id).is_some_and(|v| v.status.is_terminal());
+                let ended = pipeline.job(id).is_none_or(|v| v.status.is_terminal());
                 match (ended, ended_at) {
                     (true, None) => ended_at = Some(std::time::Instant::now()),
                     (true, Some(t)) if t.elapsed() > Duration::from_secs(10) => break None,

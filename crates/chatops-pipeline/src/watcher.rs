@@ -17,6 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+/// How long a finished job's live view stays in memory (after that, the store answers).
+const VIEW_LINGER: Duration = Duration::from_secs(60);
+
 /// Everything decided about a job when its pipeline was created.
 pub struct JobPlan {
     pub id: JobId,
@@ -131,6 +134,13 @@ impl WatcherActor {
             outbox::send(shared, Some(id), target, reply).await;
         });
         self.pipeline.do_send(JobEnded { id: plan.id });
+        // The live view goes once readers had a moment to see the end; the store keeps the
+        // job, so a long-running server does not grow with every job it ever ran.
+        let (shared, id) = (self.shared.clone(), plan.id);
+        actix::spawn(async move {
+            tokio::time::sleep(VIEW_LINGER).await;
+            shared.jobs.remove(&id);
+        });
         let scratch = self.scratch_dir();
         let checkout = self.checkout_dir();
         // Removing a checkout can take a while: not on the actor thread.
