@@ -13,6 +13,7 @@
 //! - [`messages`]: every message chatops says to a user, worded once.
 //! - [`links`]: signed job-page links. [`metrics`]: counters for `/metrics`.
 
+pub mod cicache;
 pub mod executor;
 pub mod git;
 pub mod links;

@@ -70,6 +70,8 @@ pub struct Shared {
     /// Job views by id. A DashMap because HTTP handlers on other threads read it while the
     /// actors (on the System's arbiter) write it; no guard is ever held across an `.await`.
     pub jobs: DashMap<JobId, JobView>,
+    /// Parsed CI files, reused while the files they came from are unchanged.
+    pub ci_cache: crate::cicache::CiCache,
     /// The durable ledger: commands, jobs, the outbox.
     pub store: Store,
     /// Set once the outbox lanes run (right after recovery).
@@ -118,6 +120,7 @@ impl PipelineHandle {
             links,
             metrics: Metrics::default(),
             jobs: DashMap::new(),
+            ci_cache: Default::default(),
             store,
             outbox: OnceLock::new(),
             accepting: AtomicBool::new(true),
@@ -372,11 +375,11 @@ async fn prepare_inner(
     };
     match Subcommand::parse(&command.text) {
         Subcommand::Help => (
-            Ack::refused(help_for(&project, role, command).await),
+            Ack::refused(help_for(shared, &project, role, command).await),
             Some(Outcome::Accepted),
         ),
         Subcommand::Invalid { reason, .. } => {
-            let help = help_for(&project, role, command).await;
+            let help = help_for(shared, &project, role, command).await;
             (
                 Ack::refused(messages::invalid(&reason, help)),
                 Some(Outcome::Invalid),
@@ -386,7 +389,7 @@ async fn prepare_inner(
             if role < Role::RUN_JOBS {
                 return refuse_role(Role::RUN_JOBS);
             }
-            let (revision, ci) = match load_ci(&project).await {
+            let (revision, ci) = match load_ci(shared, &project).await {
                 Ok(loaded) => loaded,
                 Err(reply) => return refused(reply),
             };
@@ -509,7 +512,7 @@ async fn adopt_manual(
         Ok(Some(r)) => return Ack::refused(messages::not_manual(id, &r.status)),
         _ => return Ack::refused(messages::unknown_job_id(id)),
     };
-    let (revision, ci) = match load_ci(project).await {
+    let (revision, ci) = match load_ci(shared, project).await {
         Ok(loaded) => loaded,
         Err(reply) => return Ack::refused(reply),
     };
@@ -570,8 +573,13 @@ async fn adopt_manual(
 }
 
 /// `help`: the jobs this user could run from chat now.
-async fn help_for(project: &ProjectSettings, role: Role, command: &ChatCommand) -> Reply {
-    let runnable: Vec<(String, String)> = match load_ci(project).await {
+async fn help_for(
+    shared: &Arc<Shared>,
+    project: &ProjectSettings,
+    role: Role,
+    command: &ChatCommand,
+) -> Reply {
+    let runnable: Vec<(String, String)> = match load_ci(shared, project).await {
         Ok((revision, ci)) => {
             let vars = rule_variables(project, &revision, command, None);
             ci.jobs()
@@ -591,13 +599,18 @@ async fn help_for(project: &ProjectSettings, role: Role, command: &ChatCommand) 
 
 /// Resolves the project's revision and loads its CI file, off the actor thread (git and file
 /// I/O block).
-async fn load_ci(project: &ProjectSettings) -> Result<(Revision, CiConfig), Reply> {
-    let project = project.clone();
-    let name = project.name.to_string();
-    let loaded = tokio::task::spawn_blocking(move || load_ci_blocking(&project)).await;
+async fn load_ci(
+    shared: &Arc<Shared>,
+    project: &ProjectSettings,
+) -> Result<(Revision, Arc<CiConfig>), Reply> {
+    if let Some(hit) = shared.ci_cache.get(project) {
+        return Ok(hit);
+    }
+    let (shared2, project2) = (shared.clone(), project.clone());
+    let loaded = tokio::task::spawn_blocking(move || shared2.ci_cache.load(&project2)).await;
     match loaded {
         Ok(Ok(loaded)) => Ok(loaded),
-        Ok(Err(message)) => Err(messages::ci_error(&name, &message)),
+        Ok(Err(message)) => Err(messages::ci_error(project.name.as_str(), &message)),
         Err(join) => {
             tracing::error!(error = %join, "CI loading task failed");
             Err(messages::internal_error("reading the CI file failed"))
@@ -605,15 +618,12 @@ async fn load_ci(project: &ProjectSettings) -> Result<(Revision, CiConfig), Repl
     }
 }
 
-/// Blocking: resolves the revision and loads the CI file from it.
+/// Blocking, uncached: resolves the revision and loads the CI file from it (`chatops check`).
 pub fn load_ci_blocking(project: &ProjectSettings) -> Result<(Revision, CiConfig), String> {
     let revision =
         git::resolve(&project.repository, project.branch.as_deref()).map_err(|e| e.to_string())?;
     // Includes and `include: rules` see the same variables as the jobs' rules (no chat ones).
-    let mut vars = predefined_variables(project, &revision);
-    vars.extend(project.variables.iter().cloned());
-    vars.extend(project.secrets.iter().cloned());
-    let vars: Variables = vars.into_iter().collect();
+    let vars = crate::cicache::include_variables(project, &revision);
     let ci = match &revision {
         Revision::Folder { root } => {
             chatops_ci::load_with(&DirSource::new(root), &project.ci_file, &vars)
