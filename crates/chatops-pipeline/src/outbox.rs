@@ -198,15 +198,23 @@ async fn attempt(shared: &Arc<Shared>, item: &OutboxItem) -> AttemptOutcome {
         };
     };
     let caps = adapter.capabilities();
+    // The live view answers without a store round trip for recent jobs. (Bound first: a
+    // DashMap guard must not live across the `.await` below.)
+    let live_created = item
+        .job
+        .and_then(|job| shared.jobs.get(&job).map(|v| v.created_at));
     let window = Window {
         opened: match item.job {
-            Some(job) => shared
-                .store
-                .job(job)
-                .await
-                .ok()
-                .flatten()
-                .map_or(item.created_at, |j| j.created_at),
+            Some(job) => match live_created {
+                Some(created) => created,
+                None => shared
+                    .store
+                    .job(job)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map_or(item.created_at, |j| j.created_at),
+            },
             None => item.created_at,
         },
         length: shared.settings.response_window.or(caps.followup_window),

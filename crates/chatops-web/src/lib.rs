@@ -76,7 +76,9 @@ async fn inbound(
     match adapter.inbound(kind, &request) {
         Ok(Inbound::Respond(reply)) => to_response(reply),
         Ok(Inbound::Command(command)) => {
-            tracing::info!(
+            // Debug, not info: at thousands of commands a second one stderr line each was a
+            // tenth of a worker's time. The store records every command anyway.
+            tracing::debug!(
                 platform = %platform,
                 user = %command.user,
                 channel = %command.channel,
