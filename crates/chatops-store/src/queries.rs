@@ -423,6 +423,36 @@ pub(crate) fn enqueue_reply(
     }
 }
 
+/// Enqueues a reply already claimed for `lease` by the caller, who delivers it right away
+/// (saving a claim round trip) — unless an older reply about the same job is still pending:
+/// then it is enqueued due now, to go out after that one, and `false` says "not yours".
+pub(crate) fn enqueue_reply_claimed(
+    conn: &Connection,
+    job: Option<JobId>,
+    target: &ReplyTarget,
+    reply: &Reply,
+    at: SystemTime,
+    lease: Duration,
+) -> Result<(OutboxId, bool), StoreError> {
+    let waits_its_turn: bool = match job.and_then(|j| sql_id(j.0)) {
+        Some(key) => conn
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM outbox WHERE job_id = ?1 AND state = 'pending')",
+            )?
+            .query_row([key], |row| row.get(0))?,
+        None => false,
+    };
+    let id = enqueue_reply(conn, job, target, reply, at)?;
+    if !waits_its_turn {
+        if let Some(key) = sql_id(id.0) {
+            let until = at.checked_add(lease).unwrap_or(at);
+            conn.prepare_cached("UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1")?
+                .execute(params![key, to_ms(until)])?;
+        }
+    }
+    Ok((id, !waits_its_turn))
+}
+
 const OUTBOX_COLUMNS: &str = "id, job_id, created_at, target, reply, state, attempts,
     next_attempt_at, last_error, settled_at, via";
 

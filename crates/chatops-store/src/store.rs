@@ -193,6 +193,24 @@ impl Store {
             .await
     }
 
+    /// Puts a reply in the outbox already claimed for `lease` by the caller, who delivers it
+    /// at once and reports with [`Store::reply_attempted`]; if the caller dies, the reply comes
+    /// due when the lease ends. Returns `false` (and leaves the reply due now, for the lanes)
+    /// when an older reply about the same job is still pending: replies keep their order.
+    pub async fn enqueue_reply_claimed(
+        &self,
+        job: Option<JobId>,
+        target: &ReplyTarget,
+        reply: &Reply,
+        at: SystemTime,
+        lease: Duration,
+    ) -> Result<(OutboxId, bool), StoreError> {
+        let target = target.clone();
+        let reply = reply.clone();
+        self.call(move |conn| queries::enqueue_reply_claimed(conn, job, &target, &reply, at, lease))
+            .await
+    }
+
     /// Takes up to `limit` replies due at `now` (of `platform`, or of every platform when
     /// `None`), oldest due first, and claims them for `lease`: they are not returned again
     /// until the lease runs out, so report each with [`Store::reply_attempted`] before then

@@ -561,6 +561,54 @@ async fn outbox_pending_due_retry_delivered() -> TestResult {
 }
 
 #[tokio::test]
+async fn a_reply_enqueued_claimed_is_the_callers_unless_an_older_one_waits() -> TestResult {
+    let dir = TempDir::new()?;
+    let store = open(&dir)?;
+    let job = create_job(&store, "deploy").await?;
+    let lease = Duration::from_secs(30);
+    let (first, mine) = store
+        .enqueue_reply_claimed(Some(job), &target("slack"), &reply("one"), t(10), lease)
+        .await?;
+    assert!(mine, "nothing older is pending: the caller delivers it");
+    assert!(
+        store
+            .claim_due_replies(t(11), lease, None, 10)
+            .await?
+            .is_empty(),
+        "claimed: the lanes do not see it during the lease"
+    );
+    // A second reply about the same job while the first is still pending keeps the order.
+    let (second, mine) = store
+        .enqueue_reply_claimed(Some(job), &target("slack"), &reply("two"), t(12), lease)
+        .await?;
+    assert!(!mine, "an older reply is pending: this one waits its turn");
+    store
+        .reply_attempted(
+            first,
+            AttemptOutcome::Delivered {
+                via: Via::ResponseUrl,
+                at: t(13),
+            },
+        )
+        .await?;
+    let due = store.claim_due_replies(t(14), lease, None, 10).await?;
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, second);
+    // If the caller dies, its claimed reply comes back when the lease ends.
+    let other = create_job(&store, "other").await?;
+    let (orphan, mine) = store
+        .enqueue_reply_claimed(Some(other), &target("slack"), &reply("x"), t(100), lease)
+        .await?;
+    assert!(mine);
+    let due = store.claim_due_replies(t(131), lease, None, 10).await?;
+    assert!(
+        due.iter().any(|i| i.id == orphan),
+        "due again after the lease"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_reply_given_up_keeps_why() -> TestResult {
     let dir = TempDir::new()?;
     let store = open(&dir)?;
