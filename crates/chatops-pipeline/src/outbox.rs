@@ -14,7 +14,7 @@
 use crate::metrics::Metrics;
 use crate::pipeline::Shared;
 use chatops_core::{ChatAdapter, DeliveryError, JobId, PlatformId, Reply, ReplyTarget, Retry, Via};
-use chatops_store::{AttemptOutcome, OutboxItem, Store};
+use chatops_store::{AttemptOutcome, OutboxItem, OutboxState, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -59,13 +59,35 @@ impl Outbox {
 
 /// Writes a reply to the outbox and wakes its lane. A reply that cannot be stored is delivered
 /// directly, once: better a reply without a ledger entry than none.
+///
+/// The common case skips the lanes: the reply is stored already claimed by this task, which
+/// delivers it at once (one store round trip instead of three, and no wake-up latency). If
+/// this task dies, the claim's lease runs out and a lane delivers the reply. When an older
+/// reply about the same job is still pending, the new one waits its turn in the lanes.
 pub async fn send(shared: Arc<Shared>, job: Option<JobId>, target: ReplyTarget, reply: Reply) {
+    let now = SystemTime::now();
     match shared
         .store
-        .enqueue_reply(job, &target, &reply, SystemTime::now())
+        .enqueue_reply_claimed(job, &target, &reply, now, LEASE)
         .await
     {
-        Ok(_) => {
+        Ok((id, true)) => {
+            let item = OutboxItem {
+                id,
+                job,
+                created_at: now,
+                target,
+                reply,
+                state: OutboxState::Pending,
+                attempts: 0,
+                next_attempt_at: now + LEASE,
+                last_error: None,
+                settled_at: None,
+                via: None,
+            };
+            deliver_one(shared, item).await;
+        }
+        Ok((_, false)) => {
             if let Some(outbox) = shared.outbox.get() {
                 outbox.kick(&target.platform);
             }
