@@ -823,6 +823,7 @@ impl Handler<CreateJob> for PipelineActor {
             revision: msg.revision,
             command: msg.command,
             log_path,
+            marker: crate::recovery::job_marker(&shared.settings.data_dir, id),
         };
         let resource_group = plan.job.resource_group.clone();
         let watcher = WatcherActor::new(plan, self.shared.clone(), ctx.address()).start();

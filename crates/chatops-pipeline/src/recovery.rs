@@ -1,9 +1,10 @@
 //! What a restart does about the previous run. A server that crashed or was `kill -9`ed left
 //! jobs marked running (or queued) in the store and, possibly, their process groups still
 //! running. On start, before taking commands:
-//! - each such job's processes are killed, but only processes that really are that job's
-//!   (their environment says `CI_JOB_ID=<id>` and `CI_PIPELINE_SOURCE=chat`): a recycled
-//!   process-group id must never take an unrelated process down;
+//! - each such job's processes are killed: every process whose environment carries the job's
+//!   `CHATOPS_JOB=<data dir>#<id>` marker, with its process group. The marker, not a recorded
+//!   process-group id, decides: a recycled id must never take an unrelated process down, and
+//!   a job that crashed before its group id reached the store is still found;
 //! - the job is marked interrupted, and its user is told, with the end of its log;
 //! - manual jobs that wait are left alone: `play ID` still starts them.
 //!
@@ -15,6 +16,7 @@ use crate::pipeline::Shared;
 use chatops_core::output::strip_ansi;
 use chatops_core::{JobId, JobStatus, OutputBlock};
 use chatops_store::{JobRecord, JobUpdate};
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
@@ -31,8 +33,16 @@ pub(crate) async fn recover(shared: &Arc<Shared>) {
             return;
         }
     };
+    let markers: Vec<String> = stale
+        .iter()
+        .map(|j| job_marker(&shared.settings.data_dir, j.id))
+        .collect();
+    let killed = kill_marked_processes(&markers);
     for job in stale {
-        let killed = kill_job_processes(job.id, job.pgid);
+        let killed = killed
+            .get(&job_marker(&shared.settings.data_dir, job.id))
+            .copied()
+            .unwrap_or(0);
         let now = SystemTime::now();
         let ran_for = job
             .started_at
@@ -106,17 +116,26 @@ fn log_tail(path: &Path) -> (String, u64) {
     (strip_ansi(&String::from_utf8_lossy(&buf)), skip)
 }
 
-/// Kills what is left of a job: every process whose process group is `pgid` and whose
-/// environment marks it as this job's. Returns how many processes it found.
-fn kill_job_processes(id: JobId, pgid: Option<i32>) -> usize {
-    let Some(pgid) = pgid.filter(|p| *p > 1) else {
-        return 0;
-    };
-    let marker = format!("CI_JOB_ID={id}");
+/// The value of `CHATOPS_JOB` for a job of the server whose data lives in `data_dir`.
+pub fn job_marker(data_dir: &Path, id: JobId) -> String {
+    format!("{}#{id}", data_dir.display())
+}
+
+/// Kills every process whose environment holds `CHATOPS_JOB=<marker>` for one of `markers`,
+/// with its process group. Returns how many processes each marker had.
+fn kill_marked_processes(markers: &[String]) -> HashMap<String, usize> {
+    let mut found: HashMap<String, usize> = HashMap::new();
+    if markers.is_empty() {
+        return found;
+    }
+    let wanted: Vec<Vec<u8>> = markers
+        .iter()
+        .map(|m| format!("CHATOPS_JOB={m}").into_bytes())
+        .collect();
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
+        return found;
     };
-    let mut found = 0;
+    let mut groups = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let Some(pid) = entry
             .file_name()
@@ -125,21 +144,28 @@ fn kill_job_processes(id: JobId, pgid: Option<i32>) -> usize {
         else {
             continue;
         };
-        if process_group(pid) != Some(pgid) {
-            continue;
-        }
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
-        let is_ours = environ.split(|b| *b == 0).any(|kv| kv == marker.as_bytes())
-            && environ
-                .split(|b| *b == 0)
-                .any(|kv| kv == b"CI_PIPELINE_SOURCE=chat");
-        if is_ours {
-            found += 1;
+        let Some(i) = environ
+            .split(|b| *b == 0)
+            .find_map(|kv| wanted.iter().position(|w| w.as_slice() == kv))
+        else {
+            continue;
+        };
+        *found.entry(markers[i].clone()).or_default() += 1;
+        if let Some(pgid) = process_group(pid) {
+            groups.push(pgid);
+        }
+        // SAFETY: kill(2) on a pid we just identified; no memory is involved.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
         }
     }
-    if found > 0 {
+    groups.sort_unstable();
+    groups.dedup();
+    for pgid in groups {
+        // Refuses group ids <= 1 and chatops' own group.
         crate::executor::kill_process_group(pgid);
     }
     found
@@ -165,11 +191,29 @@ mod tests {
     }
 
     #[test]
-    fn never_kills_processes_that_are_not_the_job() {
-        // Our own group holds no CI_JOB_ID=424242 process: nothing is found, nothing killed.
-        // SAFETY: getpgrp has no preconditions.
-        let pgrp = unsafe { libc::getpgrp() };
-        assert_eq!(kill_job_processes(JobId(424242), Some(pgrp)), 0);
-        assert_eq!(kill_job_processes(JobId(1), None), 0);
+    fn finds_and_kills_only_marked_processes() {
+        use std::os::unix::process::CommandExt;
+        let marker = job_marker(Path::new("/tmp/recovery-test-data"), JobId(4242));
+        let other = job_marker(Path::new("/tmp/other-data"), JobId(4242));
+        let spawn = |m: &str| {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .env("CHATOPS_JOB", m)
+                .process_group(0)
+                .spawn()
+                .expect("spawn sleep")
+        };
+        let mut ours = spawn(&marker);
+        let mut theirs = spawn(&other);
+        let found = kill_marked_processes(std::slice::from_ref(&marker));
+        assert_eq!(found.get(&marker), Some(&1));
+        let status = ours.wait().expect("wait");
+        assert!(!status.success(), "killed");
+        assert!(
+            theirs.try_wait().expect("try_wait").is_none(),
+            "another server's job lives"
+        );
+        let _ = theirs.kill();
+        let _ = theirs.wait();
     }
 }

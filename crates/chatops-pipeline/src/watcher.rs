@@ -32,6 +32,9 @@ pub struct JobPlan {
     pub revision: Revision,
     pub command: ChatCommand,
     pub log_path: PathBuf,
+    /// `CHATOPS_JOB`: this server's data dir and the job id. A restart finds what a crashed
+    /// server left running by it ([`crate::recovery`]), and only that.
+    pub marker: String,
 }
 
 /// Start the job now (sent by the pipeline when a slot is free).
@@ -330,6 +333,7 @@ pub fn job_environment(plan: &JobPlan, workdir: &std::path::Path) -> Vec<(String
             "CI_PROJECT_DIR".to_owned(),
             workdir.to_string_lossy().into_owned(),
         ),
+        ("CHATOPS_JOB".to_owned(), plan.marker.clone()),
     ]);
     env
 }
