@@ -129,6 +129,7 @@ impl PipelineHandle {
         let _ = shared.outbox.set(Outbox::start(&shared));
         let actor = PipelineActor {
             shared: shared.clone(),
+            me: None,
             live: HashMap::new(),
             running: 0,
             running_by_project: HashMap::new(),
@@ -242,8 +243,16 @@ enum Stage {
     Running,
 }
 
+/// A job's watcher, started only when needed: a manual job that waits (maybe for days, maybe
+/// by the thousand) is a plan in memory, not an actor.
+enum Watcher {
+    /// Always `Some` but while the watcher is being started.
+    Pending(Option<Box<JobPlan>>),
+    Started(Addr<WatcherActor>),
+}
+
 struct Live {
-    watcher: Addr<WatcherActor>,
+    watcher: Watcher,
     project: ProjectName,
     stage: Stage,
     job: JobRef,
@@ -253,6 +262,8 @@ struct Live {
 
 pub struct PipelineActor {
     shared: Arc<Shared>,
+    /// This actor's own address, for the watchers it starts (set in `started`).
+    me: Option<Addr<PipelineActor>>,
     /// Jobs not yet ended: manual, queued or running.
     live: HashMap<JobId, Live>,
     running: usize,
@@ -265,6 +276,10 @@ pub struct PipelineActor {
 
 impl Actor for PipelineActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.me = Some(ctx.address());
+    }
 }
 
 /// A command from chat (or the console).
@@ -731,7 +746,24 @@ impl PipelineActor {
                 .insert((live.project.clone(), g.clone()), id);
         }
         Metrics::inc(&self.shared.metrics.jobs_running);
-        live.watcher.do_send(crate::watcher::Start);
+        if let Some(w) = self.watcher(id) {
+            w.do_send(crate::watcher::Start);
+        }
+    }
+
+    /// The job's watcher, started now if it was only a plan.
+    fn watcher(&mut self, id: JobId) -> Option<Addr<WatcherActor>> {
+        let me = self.me.clone()?;
+        let live = self.live.get_mut(&id)?;
+        let addr = match &mut live.watcher {
+            Watcher::Started(addr) => return Some(addr.clone()),
+            Watcher::Pending(plan) => {
+                let plan = plan.take()?;
+                WatcherActor::new(*plan, self.shared.clone(), me).start()
+            }
+        };
+        live.watcher = Watcher::Started(addr.clone());
+        Some(addr)
     }
 
     /// Puts a job in the queue and returns its 1-based position.
@@ -778,7 +810,7 @@ impl PipelineActor {
 impl Handler<CreateJob> for PipelineActor {
     type Result = MessageResult<CreateJob>;
 
-    fn handle(&mut self, msg: CreateJob, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: CreateJob, _ctx: &mut Context<Self>) -> Self::Result {
         let shared = &self.shared;
         if !shared.accepting.load(Ordering::SeqCst) {
             return MessageResult(Ack::refused(messages::shutting_down()));
@@ -826,7 +858,7 @@ impl Handler<CreateJob> for PipelineActor {
             marker: crate::recovery::job_marker(&shared.settings.data_dir, id),
         };
         let resource_group = plan.job.resource_group.clone();
-        let watcher = WatcherActor::new(plan, self.shared.clone(), ctx.address()).start();
+        let watcher = Watcher::Pending(Some(Box::new(plan)));
         self.live.insert(
             id,
             Live {
@@ -898,8 +930,9 @@ impl PipelineActor {
             });
         }
         let by = msg.by_name.unwrap_or_else(|| msg.by.to_string());
-        live.watcher
-            .do_send(crate::watcher::Cancel { by: Some(by) });
+        if let Some(w) = self.watcher(msg.id) {
+            w.do_send(crate::watcher::Cancel { by: Some(by) });
+        }
         Some(Ack {
             reply: messages::cancel_requested(msg.id),
             job: Some(msg.id),
@@ -950,10 +983,18 @@ impl Handler<CancelAll> for PipelineActor {
 
     /// Cancels running and queued jobs; manual jobs keep waiting (playable after a restart).
     fn handle(&mut self, _msg: CancelAll, _ctx: &mut Context<Self>) {
-        for live in self.live.values().filter(|l| l.stage != Stage::Manual) {
-            live.watcher.do_send(crate::watcher::Cancel {
-                by: Some("the chatops server shutting down".into()),
-            });
+        let ids: Vec<JobId> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.stage != Stage::Manual)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(w) = self.watcher(id) {
+                w.do_send(crate::watcher::Cancel {
+                    by: Some("the chatops server shutting down".into()),
+                });
+            }
         }
     }
 }
