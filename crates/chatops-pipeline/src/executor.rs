@@ -2,11 +2,17 @@
 //! behaved.
 //!
 //! # How a job runs
-//! - `before_script` + `script` become one generated script file in `scratch_dir`, run by
-//!   `bash` (else `sh`) with `set -eo pipefail`. Each command is preceded by a `printf` of its
-//!   green `$ command` line and run as `eval '<command>'` (single-quoted literal), so the shell
-//!   stops at the first failing command and a syntax error stays inside its own command. A
-//!   check of `$?` after each command also stops a script whose command turned `set -e` off.
+//! - `before_script` + `script` become one generated script, run by `bash` (else `sh`) with
+//!   `set -eo pipefail`. Each command is preceded by a `printf` of its green `$ command` line
+//!   and run as `eval '<command>'` (single-quoted literal), so the shell stops at the first
+//!   failing command and a syntax error stays inside its own command. A check of `$?` after
+//!   each command also stops a script whose command turned `set -e` off.
+//! - A script goes to the shell as its `-c` argument (`$0` is the shell's name, so messages
+//!   read `bash: line 5: ...` as in GitLab's shell executor). Only a script over 64 KiB (or
+//!   one the kernel refuses as an argument) is written to a file in `scratch_dir`, which is
+//!   created only then: creating and removing per-job files and folders (ext4 inode work) was
+//!   most of a short job's cost, on the one thread that also runs every actor.
+//! - The log file is opened with one `open`; its folder is created only when that fails.
 //! - `after_script` gets its own script and shell. It runs after success, failure, timeout and
 //!   cancel alike, with GitLab's own 5-minute timeout ([`AFTER_SCRIPT_TIMEOUT`]); its failure
 //!   does not change the job's status.
@@ -69,6 +75,10 @@ pub const SAFE_BASE_ENV: &[&str] = &[
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for a killed group's last members to be reaped (by us or by init).
 const GROUP_GONE_WAIT: Duration = Duration::from_secs(5);
+/// The largest script passed to the shell as its `-c` argument; bigger ones go through a file
+/// in `scratch_dir`. Linux refuses a single argument over `MAX_ARG_STRLEN` (128 KiB): half of
+/// that leaves room, and no real job's script comes near it.
+const INLINE_SCRIPT_MAX: usize = 64 * 1024;
 const READ_BUF_MIN: usize = 4 * 1024;
 /// A pipe holds 64 KiB by default: larger reads never fill. (Pipes are not enlarged: Linux
 /// counts pipe capacity per user, and past `pipe-user-pages-soft` (64 MiB) every new pipe of
@@ -96,7 +106,8 @@ pub struct ExecSpec {
     pub log_path: PathBuf,
     /// Masked in the log file and in the reply.
     pub secrets: Vec<String>,
-    /// A folder for the script files (created).
+    /// A folder for script files, created only when a script is too big to pass to the shell
+    /// as an argument (over 64 KiB); usually it is never created.
     pub scratch_dir: PathBuf,
 }
 
@@ -176,8 +187,12 @@ pub struct ExecResult {
 
 /// Starts the job (the step_script shell) right away; the returned future drives it to the end
 /// (after_script included) and must be polled (the lead `actix::spawn`s it). Errors only if the
-/// shell cannot be started at all (the lead reports it as a failed job): no runtime, the log or
-/// scratch folder cannot be written, the working directory is missing, ...
+/// shell cannot be started at all (the lead reports it as a failed job): no runtime, the log
+/// (or a huge script's file in `scratch_dir`) cannot be written, the working directory is
+/// missing, ...
+///
+/// The synchronous part is kept small because it runs on the thread of every actor: one
+/// `open` for the log and the spawn; no per-job folder or script file.
 pub fn start(
     spec: ExecSpec,
 ) -> io::Result<(ExecHandle, impl Future<Output = ExecResult> + 'static)> {
@@ -189,21 +204,11 @@ pub fn start(
         ));
     }
     let shell = shell();
-    std::fs::create_dir_all(&spec.scratch_dir)?;
-    if let Some(parent) = spec.log_path.parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)?;
-        }
-    }
-    let log = File::create(&spec.log_path)?;
+    let log = create_log(&spec.log_path)?;
 
     let step_commands = commands(spec.before_script.iter().chain(&spec.script));
     let single_command = commands(&spec.before_script).is_empty() && step_commands.len() == 1;
-    let step_script = spec.scratch_dir.join("step_script.sh");
-    std::fs::write(
-        &step_script,
-        script_text(shell, STEP_SCRIPT, &step_commands),
-    )?;
+    let step_script = script_text(shell, STEP_SCRIPT, &step_commands);
     let env = child_env(&spec.env);
 
     let shared = Arc::new(Shared::default());
@@ -225,8 +230,16 @@ pub fn start(
         now,
         STEP_SCRIPT_HEADER,
     ));
+    // On disk before the shell starts: a live log read at once shows at least this.
+    trace.flush();
 
-    let step = spawn_shell(shell, &step_script, &spec.workdir, &env)?;
+    let step = spawn_script(
+        shell,
+        &step_script,
+        &spec.scratch_dir.join("step_script.sh"),
+        &spec.workdir,
+        &env,
+    )?;
     shared.pgid.store(step.pgid, Ordering::Relaxed);
     tracing::info!(job = %spec.job_id, name = %spec.job_name, shell = shell.name, pgid = step.pgid, "job started");
 
@@ -368,7 +381,8 @@ async fn run(mut job: Job, step: Running) -> ExecResult {
     } = job;
     let (output, log_bytes) = trace.finish(single_command, &spec.secrets);
     let duration = started.elapsed();
-    tracing::info!(job = %spec.job_id, status = status.name(), log_bytes, ?duration, "job ended");
+    // Debug: the watcher logs every job's end at info, with the same figures.
+    tracing::debug!(job = %spec.job_id, status = status.name(), log_bytes, ?duration, "job ended");
     ExecResult {
         status,
         output,
@@ -400,9 +414,13 @@ async fn run_after_script(
     ));
     job.trace
         .runner(&output::notice_line("Running after script..."));
-    let script = job.spec.scratch_dir.join("after_script.sh");
-    let spawned = std::fs::write(&script, script_text(job.shell, AFTER_SCRIPT, commands))
-        .and_then(|()| spawn_shell(job.shell, &script, &job.spec.workdir, &env));
+    let spawned = spawn_script(
+        job.shell,
+        &script_text(job.shell, AFTER_SCRIPT, commands),
+        &job.spec.scratch_dir.join("after_script.sh"),
+        &job.spec.workdir,
+        &env,
+    );
     let mut canceled = None;
     match spawned {
         Ok(running) => {
@@ -485,6 +503,8 @@ async fn drive(
         mut guard,
     } = running;
     shared.pgid.store(pgid, Ordering::Relaxed);
+    // What chatops wrote about this shell is on disk before the wait for its output begins.
+    trace.flush();
     let mut end = ShellEnd::default();
     let mut buf = vec![0u8; READ_BUF_MIN];
     let mut eof = false;
@@ -782,11 +802,65 @@ fn is_safe_base(name: &OsStr) -> bool {
         .is_some_and(|name| SAFE_BASE_ENV.contains(&name) || name.starts_with("LC_"))
 }
 
-/// Starts `shell script` in `workdir`, leading a new process group, stdout and stderr on one
-/// pipe, stdin on /dev/null.
+/// Opens (creates, truncates) the job's log. The folder is nearly always there already, so it
+/// is created only when the open says it is missing: one syscall per job, not three.
+fn create_log(path: &Path) -> io::Result<File> {
+    match File::create(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(parent) => std::fs::create_dir_all(parent)?,
+                None => return Err(e),
+            }
+            File::create(path)
+        }
+        opened => opened,
+    }
+}
+
+/// How a shell gets its script.
+#[derive(Clone, Copy, Debug)]
+enum ScriptArg<'a> {
+    /// The script's text, as `-c` (no file to create, write and remove).
+    Inline(&'a str),
+    /// A script file.
+    File(&'a Path),
+}
+
+/// Starts the shell on `script`: as its `-c` argument when that fits, else from `file` (its
+/// folder created). The file is written synchronously: only scripts over
+/// [`INLINE_SCRIPT_MAX`] get there, which no ordinary job has.
+fn spawn_script(
+    shell: &Shell,
+    script: &str,
+    file: &Path,
+    workdir: &Path,
+    env: &[(OsString, OsString)],
+) -> io::Result<Running> {
+    if script.len() <= INLINE_SCRIPT_MAX {
+        match spawn_shell(shell, ScriptArg::Inline(script), workdir, env) {
+            // Arguments and environment together are bounded too (ARG_MAX): a job with huge
+            // variables may not leave room for the script. The file may still fit.
+            Err(e) if e.raw_os_error() == Some(libc::E2BIG) => {
+                tracing::debug!(
+                    bytes = script.len(),
+                    "script too big for an argument here; using a file"
+                );
+            }
+            spawned => return spawned,
+        }
+    }
+    if let Some(folder) = file.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    std::fs::write(file, script)?;
+    spawn_shell(shell, ScriptArg::File(file), workdir, env)
+}
+
+/// Starts `shell` on `script` in `workdir`, leading a new process group, stdout and stderr on
+/// one pipe, stdin on /dev/null.
 fn spawn_shell(
     shell: &Shell,
-    script: &Path,
+    script: ScriptArg<'_>,
     workdir: &Path,
     env: &[(OsString, OsString)],
 ) -> io::Result<Running> {
@@ -798,8 +872,12 @@ fn spawn_shell(
     if shell.name == "bash" {
         command.args(["--noprofile", "--norc"]);
     }
+    match script {
+        // `$0` is the shell's name, as for a script read from stdin by GitLab's executor.
+        ScriptArg::Inline(text) => command.arg("-c").arg(text).arg(shell.name),
+        ScriptArg::File(path) => command.arg(path),
+    };
     command
-        .arg(script)
         .current_dir(workdir)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -853,6 +931,10 @@ struct Trace {
     log_bytes: u64,
     /// Whether the last byte in was a line feed (runner lines must start on their own line).
     at_line_start: bool,
+    /// Runner text not yet written: the lines chatops writes come in bursts (the header, the
+    /// end of a step), and one `write` per burst beats one per line. Written before the job's
+    /// next output, by [`Trace::flush`] (before a shell is waited for) and at the end.
+    pending: String,
     shared: Arc<Shared>,
 }
 
@@ -866,12 +948,30 @@ impl Trace {
             collector: OutputCollector::new(REPLY_TAIL_BYTES),
             log_bytes: 0,
             at_line_start: true,
+            pending: String::new(),
             shared,
         }
     }
 
-    /// The job's output (or runner text), in order.
+    /// The job's output, in order (after any pending runner text).
     fn output(&mut self, bytes: &[u8]) {
+        self.flush();
+        self.write(bytes);
+    }
+
+    /// Writes the pending runner text.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.write(pending.as_bytes());
+        // The allocation is kept for the next burst.
+        self.pending = pending;
+        self.pending.clear();
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
         let Some(&last) = bytes.last() else {
             return;
         };
@@ -887,13 +987,19 @@ impl Trace {
         self.masked = masked;
     }
 
+    /// A line (or lines) of chatops' own: queued until the next output or [`Trace::flush`].
     fn runner(&mut self, text: &str) {
-        self.output(text.as_bytes());
+        self.pending.push_str(text);
     }
 
+    /// Ends a line the job's output left open, so runner lines start on their own.
     fn ensure_line_start(&mut self) {
-        if !self.at_line_start {
-            self.output(b"\n");
+        let at_line_start = match self.pending.as_bytes().last() {
+            Some(&last) => last == b'\n',
+            None => self.at_line_start,
+        };
+        if !at_line_start {
+            self.pending.push('\n');
         }
     }
 
@@ -918,6 +1024,7 @@ impl Trace {
 
     /// Flushes what the masker held back and cuts the reply's output.
     fn finish(mut self, single_command: bool, secrets: &[String]) -> (OutputBlock, u64) {
+        self.flush();
         let mut rest = Vec::new();
         self.masker.finish(&mut rest);
         self.emit(&rest);
@@ -1305,6 +1412,166 @@ mod tests {
         );
         assert!(script.contains("eval 'echo '\\''x'\\'''\n"), "{script}");
         assert!(script.contains("set -e\n"));
+    }
+
+    #[actix_rt::test]
+    async fn a_normal_job_creates_no_scratch_folder() {
+        let f = Fixture::new();
+        let mut spec = f.spec(&["echo \"$0\" > zero.txt", "nosuchcommand-8d1f"]);
+        spec.before_script = vec!["echo before".into()];
+        spec.after_script = vec!["echo \"after $CI_JOB_STATUS\" > after.txt".into()];
+        let scratch = spec.scratch_dir.clone();
+        let (result, log) = run_job(spec).await;
+        assert!(
+            matches!(
+                result.status,
+                JobStatus::Failed {
+                    exit_code: Some(127)
+                }
+            ),
+            "{log}"
+        );
+        assert_eq!(f.read("after.txt"), "after failed\n");
+        assert!(!scratch.exists(), "{} was created", scratch.display());
+        // `$0` names the shell, so messages name no server path.
+        assert_eq!(f.read("zero.txt").trim(), shell().name);
+        assert!(log.contains("nosuchcommand-8d1f"), "{log}");
+        assert!(!log.contains(&*scratch.to_string_lossy()), "{log}");
+    }
+
+    #[actix_rt::test]
+    async fn scripts_over_the_argument_limit_run_from_a_file() {
+        let f = Fixture::new();
+        // One command bigger than the limit on its own: the script cannot be an argument.
+        let payload = "x".repeat(INLINE_SCRIPT_MAX + 1000);
+        let big = format!("printf '%s' '{payload}' | wc -c > size.txt");
+        let mut spec = f.spec(&[
+            &big,
+            "echo \"it's $CI_PIPELINE_SOURCE\"",
+            "exit 4",
+            "touch never.txt",
+        ]);
+        spec.after_script = vec![
+            format!(": '{payload}'"),
+            "echo \"after $CI_JOB_STATUS\" > after.txt".into(),
+        ];
+        let scratch = spec.scratch_dir.clone();
+        let (result, log) = run_job(spec).await;
+        assert_eq!(
+            result.status,
+            JobStatus::Failed { exit_code: Some(4) },
+            "{log}"
+        );
+        assert_eq!(f.read("size.txt").trim(), payload.len().to_string());
+        assert!(!f.work().join("never.txt").exists());
+        assert_eq!(f.read("after.txt"), "after failed\n");
+        assert!(
+            log.contains("\x1b[32;1m$ echo \"it's $CI_PIPELINE_SOURCE\"\x1b[0;m\nit's chat\n"),
+            "{log:?}"
+        );
+        assert!(log.contains("\x1b[32;1m$ exit 4\x1b[0;m\n"));
+        for file in ["step_script.sh", "after_script.sh"] {
+            let text = std::fs::read_to_string(scratch.join(file)).expect("the script file");
+            assert!(
+                text.len() > INLINE_SCRIPT_MAX,
+                "{file}: {} bytes",
+                text.len()
+            );
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_script_the_kernel_refuses_as_an_argument_runs_from_a_file() {
+        // SAFETY: sysconf has no preconditions.
+        let arg_max = unsafe { libc::sysconf(libc::_SC_ARG_MAX) };
+        // Linux caps the real limit at 6 MiB whatever the stack limit says; past that (or
+        // without a figure) the test cannot know how much to fill.
+        let Some(arg_max) = usize::try_from(arg_max)
+            .ok()
+            .filter(|&max| max <= 6 * 1024 * 1024)
+        else {
+            println!("skipped: ARG_MAX is unknown or above Linux's own cap ({arg_max})");
+            return;
+        };
+        let f = Fixture::new();
+        // A script under the inline limit, and variables that leave it no room beside them
+        // (but room for a file's path): the argument fails with E2BIG, the file works.
+        let filler = "y".repeat(INLINE_SCRIPT_MAX - 4096);
+        let mut spec = f.spec(&[&format!(": '{filler}'"), "echo ran > ran.txt"]);
+        let value = "v".repeat(100 * 1024);
+        let target = arg_max.saturating_sub(INLINE_SCRIPT_MAX / 2);
+        let mut total = 0;
+        let mut n = 0;
+        while total + value.len() + 16 < target {
+            spec.env.push((format!("BIG_{n}"), value.clone()));
+            total += value.len() + 16;
+            n += 1;
+        }
+        let scratch = spec.scratch_dir.clone();
+        let (result, log) = run_job(spec).await;
+        assert_eq!(result.status, JobStatus::Succeeded, "{log}");
+        assert_eq!(f.read("ran.txt"), "ran\n");
+        assert!(scratch.join("step_script.sh").exists());
+    }
+
+    #[actix_rt::test]
+    async fn the_log_folder_is_created_when_missing_and_a_bad_one_fails_to_start() {
+        let f = Fixture::new();
+        let mut spec = f.spec(&["echo hi"]);
+        spec.log_path = f.dir.path().join("a").join("b").join("job.log");
+        let (result, log) = run_job(spec).await;
+        assert_eq!(result.status, JobStatus::Succeeded);
+        assert!(
+            log.ends_with("\x1b[32;1mJob succeeded\x1b[0;m\n"),
+            "{log:?}"
+        );
+        // An existing log is truncated, not appended to.
+        let mut spec = f.spec(&["echo again"]);
+        spec.log_path = f.dir.path().join("a").join("b").join("job.log");
+        let (_, again) = run_job(spec).await;
+        assert_eq!(again.matches("Running with chatops").count(), 1);
+        // A log whose folder is a file cannot be created: the job does not start.
+        std::fs::write(f.dir.path().join("file"), "x").expect("a file");
+        let mut spec = f.spec(&["touch started.txt"]);
+        spec.log_path = f.dir.path().join("file").join("job.log");
+        assert!(start(spec).is_err());
+        assert!(!f.work().join("started.txt").exists());
+    }
+
+    #[test]
+    fn runner_text_waits_for_a_flush_and_keeps_its_place() {
+        let f = Fixture::new();
+        let mut spec = f.spec(&["true"]);
+        spec.log_path = f.dir.path().join("trace.log");
+        let file = File::create(&spec.log_path).expect("the log");
+        let shared = Arc::new(Shared::default());
+        let mut trace = Trace::new(file, &spec, shared.clone());
+        let on_disk = || std::fs::read_to_string(&spec.log_path).expect("the log");
+
+        trace.runner("header 1\n");
+        trace.runner("header 2\n");
+        trace.ensure_line_start();
+        assert_eq!(on_disk(), "", "runner text is queued");
+        assert_eq!(shared.log_bytes.load(Ordering::Relaxed), 0);
+        trace.output(b"out");
+        assert_eq!(on_disk(), "header 1\nheader 2\nout");
+        // The output left a line open: the next runner line starts on its own.
+        trace.ensure_line_start();
+        trace.runner("warn\n");
+        trace.ensure_line_start();
+        trace.runner("end");
+        trace.flush();
+        assert_eq!(on_disk(), "header 1\nheader 2\nout\nwarn\nend");
+        assert_eq!(
+            shared.log_bytes.load(Ordering::Relaxed),
+            on_disk().len() as u64
+        );
+        trace.ensure_line_start();
+        trace.runner("last");
+        let (_, bytes) = trace.finish(false, &[]);
+        let log = on_disk();
+        assert_eq!(log, "header 1\nheader 2\nout\nwarn\nend\nlast");
+        assert_eq!(bytes, log.len() as u64);
     }
 
     #[test]
