@@ -12,9 +12,9 @@
 //!   one the kernel refuses as an argument) is written to a file in `scratch_dir`, which is
 //!   created only then: creating and removing per-job files and folders (ext4 inode work) was
 //!   most of a short job's cost, on the one thread that also runs every actor.
-//! - The log file is usually a spare unnamed file (`O_TMPFILE`), made ahead of need on a
-//!   blocking thread, given the log's name with one `linkat`; else it is opened with one
-//!   `open`, its folder created only when that fails. The actor thread allocates no inode.
+//! - The log file is opened with one `open` (the watcher has usually created it already, off
+//!   the actor thread, so no inode is allocated here); its folder is created only when that
+//!   open says it is missing.
 //! - chatops' own lines (header, section ends, status) are written one burst at a time.
 //! - `after_script` gets its own script and shell. It runs after success, failure, timeout and
 //!   cancel alike, with GitLab's own 5-minute timeout ([`AFTER_SCRIPT_TIMEOUT`]); its failure
@@ -36,21 +36,20 @@
 //!   from 4 KiB to 64 KiB (a pipe's size) when output floods, so idle jobs stay small.
 //!
 //! Everything is async on the caller's Tokio runtime (actix's current-thread one): no thread
-//! per job. Only the spare log files are made on Tokio's blocking pool.
+//! per job.
 
 use chatops_core::output::{
     self, OutputCollector, SecretMasker, AFTER_SCRIPT, STEP_SCRIPT, STEP_SCRIPT_HEADER,
 };
 use chatops_core::reply::format_duration;
 use chatops_core::{JobId, JobStatus, OutputBlock};
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::File;
 use std::future::Future;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -806,194 +805,20 @@ fn is_safe_base(name: &OsStr) -> bool {
         .is_some_and(|name| SAFE_BASE_ENV.contains(&name) || name.starts_with("LC_"))
 }
 
-/// Opens (creates, truncates) the job's log, on the actor thread, as cheaply as it can be:
-/// usually by naming a spare unnamed file ([`SPARE_LOGS`]); else with one `open`, the folder
-/// created only when that says it is missing.
+/// Opens (creates, truncates) the job's log. The folder is nearly always there already, so it
+/// is created only when the open says it is missing: one syscall per job, not three. (The
+/// watcher creates the file beforehand on the blocking pool, so this open allocates no inode
+/// on the actor thread: on ext4 without a journal that is slow after deletions.)
 fn create_log(path: &Path) -> io::Result<File> {
-    create_log_from(&SPARE_LOGS, path)
-}
-
-fn create_log_from(pool: &'static SparePool, path: &Path) -> io::Result<File> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        if let Some(spare) = pool.take(dir) {
-            match link_unnamed(&spare, path) {
-                Ok(()) => return Ok(spare),
-                // An old log of that name: the open below truncates it, as before.
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => pool.put_back(dir, spare),
-                Err(e) => pool.disable(dir, &e),
-            }
-        }
-    }
     match File::create(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            match dir {
-                Some(dir) => std::fs::create_dir_all(dir)?,
+            match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(parent) => std::fs::create_dir_all(parent)?,
                 None => return Err(e),
             }
             File::create(path)
         }
         opened => opened,
-    }
-}
-
-/// The spare log files of this process (see [`SparePool`]).
-static SPARE_LOGS: SparePool = SparePool::new();
-/// Spares kept ready in the logs folder.
-const SPARES_HIGH: usize = 32;
-/// Below this many, a blocking thread makes more.
-const SPARES_LOW: usize = 8;
-
-/// Unnamed files (`O_TMPFILE`) made ahead of need in the logs folder, on a blocking thread,
-/// so that starting a job only gives one a name (`linkat`) instead of allocating an inode on
-/// the thread that runs every actor. Why: on ext4 without a journal, allocating an inode
-/// skips each inode of its group freed in the last 30 seconds, reading its inode table block
-/// to find out; after a burst of deletions (old logs, git checkouts) one `open(O_CREAT)` took
-/// milliseconds, two thirds of the actor thread in the reply benchmark.
-///
-/// Unnamed files vanish when closed, so the pool leaves nothing behind. Where they cannot be
-/// made or named (another filesystem, no `/proc`), logs are created the ordinary way.
-struct SparePool {
-    state: Mutex<SpareState>,
-}
-
-#[derive(Debug)]
-struct SpareState {
-    /// The folder the spares were made in; a log elsewhere starts the pool over there.
-    dir: Option<PathBuf>,
-    files: Vec<File>,
-    /// A blocking thread is making spares (one at a time).
-    refilling: bool,
-    /// No spares in `dir`: they could not be made or named there.
-    disabled: bool,
-}
-
-impl SparePool {
-    const fn new() -> SparePool {
-        SparePool {
-            state: Mutex::new(SpareState {
-                dir: None,
-                files: Vec::new(),
-                refilling: false,
-                disabled: false,
-            }),
-        }
-    }
-
-    /// A spare made in `dir`, if one is ready; starts making more when few are left (on
-    /// Tokio's blocking pool: call inside a runtime).
-    fn take(&'static self, dir: &Path) -> Option<File> {
-        let mut state = lock(&self.state);
-        if !state.is_for(dir) {
-            // A refill for the old folder stops when it sees the change.
-            state.dir = Some(dir.to_owned());
-            state.files.clear();
-            state.disabled = false;
-        }
-        if state.disabled {
-            return None;
-        }
-        let spare = state.files.pop();
-        if state.files.len() < SPARES_LOW && !state.refilling {
-            state.refilling = true;
-            let dir = dir.to_owned();
-            // Not awaited: the refill ends on its own once the pool is full.
-            drop(tokio::task::spawn_blocking(move || self.refill(&dir)));
-        }
-        spare
-    }
-
-    /// Returns an unused spare (its name was taken).
-    fn put_back(&self, dir: &Path, spare: File) {
-        let mut state = lock(&self.state);
-        if state.is_for(dir) && !state.disabled {
-            state.files.push(spare);
-        }
-    }
-
-    /// Stops using spares in `dir`: naming one failed.
-    fn disable(&self, dir: &Path, error: &io::Error) {
-        tracing::info!(dir = %dir.display(), %error, "cannot name a spare log file here; creating logs the ordinary way");
-        let mut state = lock(&self.state);
-        if state.is_for(dir) {
-            state.disabled = true;
-            state.files.clear();
-        }
-    }
-
-    /// Makes spares in `dir` until the pool is full (runs on a blocking thread).
-    fn refill(&self, dir: &Path) {
-        loop {
-            {
-                let mut state = lock(&self.state);
-                if !state.is_for(dir) || state.disabled || state.files.len() >= SPARES_HIGH {
-                    state.refilling = false;
-                    return;
-                }
-            }
-            // Outside the lock: this is the slow part.
-            let made = unnamed_file(dir);
-            let mut state = lock(&self.state);
-            match made {
-                Ok(file) => {
-                    if state.is_for(dir) {
-                        state.files.push(file);
-                    }
-                }
-                Err(e) => {
-                    // A missing folder is made by the next ordinary create: try again then.
-                    if e.kind() != io::ErrorKind::NotFound && state.is_for(dir) {
-                        tracing::info!(dir = %dir.display(), error = %e, "cannot make unnamed log files here; creating logs the ordinary way");
-                        state.disabled = true;
-                    }
-                    state.refilling = false;
-                    return;
-                }
-            }
-        }
-    }
-
-    #[cfg(test)]
-    fn ready(&self) -> usize {
-        lock(&self.state).files.len()
-    }
-}
-
-impl SpareState {
-    fn is_for(&self, dir: &Path) -> bool {
-        self.dir.as_deref() == Some(dir)
-    }
-}
-
-/// An unnamed, empty file in `dir`, write-only, with the mode `File::create` gives.
-fn unnamed_file(dir: &Path) -> io::Result<File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .mode(0o666)
-        .custom_flags(libc::O_TMPFILE)
-        .open(dir)
-}
-
-/// Gives the unnamed `file` the name `path` (as `open(2)` documents for `O_TMPFILE`: through
-/// `/proc/self/fd`, which needs no privilege, unlike `AT_EMPTY_PATH`). Fails with `EEXIST`
-/// when `path` exists.
-fn link_unnamed(file: &File, path: &Path) -> io::Result<()> {
-    let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-    let to = CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: both are NUL-terminated strings that live through the call.
-    let rc = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 
@@ -1752,68 +1577,6 @@ mod tests {
         let log = on_disk();
         assert_eq!(log, "header 1\nheader 2\nout\nwarn\nend\nlast");
         assert_eq!(bytes, log.len() as u64);
-    }
-
-    /// Waits (bounded) until `pool` holds at least `n` spares.
-    async fn spares_ready(pool: &SparePool, n: usize) -> bool {
-        for _ in 0..200 {
-            if pool.ready() >= n {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        false
-    }
-
-    #[actix_rt::test]
-    async fn logs_are_named_spares_made_off_the_actor_thread() {
-        // Its own pool: other tests use the process's with their own folders.
-        static POOL: SparePool = SparePool::new();
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let logs = dir.path().join("logs");
-        let mode = |p: &Path| std::fs::metadata(p).expect("the log").permissions().mode();
-
-        // The first log: no spares yet, so an ordinary create (folder included); the pool
-        // fills meanwhile.
-        let first = logs.join("1.log");
-        create_log_from(&POOL, &first).expect("the first log");
-        assert!(first.is_file());
-        assert!(spares_ready(&POOL, SPARES_HIGH).await, "{}", POOL.ready());
-
-        // The next takes a spare: a fresh, empty, writable file under the log's name.
-        let second = logs.join("2.log");
-        let mut file = create_log_from(&POOL, &second).expect("the second log");
-        assert_eq!(POOL.ready(), SPARES_HIGH - 1);
-        assert_eq!(std::fs::metadata(&second).expect("named").len(), 0);
-        assert_eq!(mode(&second), mode(&first));
-        file.write_all(b"abc").expect("written");
-        assert_eq!(std::fs::read(&second).expect("the log"), b"abc");
-
-        // An existing log is truncated, as File::create does, and the spare is kept.
-        let again = create_log_from(&POOL, &second).expect("the log again");
-        assert_eq!(std::fs::metadata(&second).expect("the log").len(), 0);
-        assert_eq!(POOL.ready(), SPARES_HIGH - 1);
-        drop(again);
-
-        // Spares have no name: the folder holds the two logs only.
-        let mut names: Vec<String> = std::fs::read_dir(&logs)
-            .expect("the folder")
-            .map(|e| {
-                e.expect("an entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        names.sort();
-        assert_eq!(names, ["1.log", "2.log"]);
-
-        // Where spares cannot be used, logs are still created.
-        POOL.disable(&logs, &io::Error::other("test"));
-        let third = logs.join("3.log");
-        create_log_from(&POOL, &third).expect("the third log");
-        assert!(third.is_file());
-        assert_eq!(POOL.ready(), 0);
     }
 
     #[test]
