@@ -12,9 +12,9 @@
 //!   one the kernel refuses as an argument) is written to a file in `scratch_dir`, which is
 //!   created only then: creating and removing per-job files and folders (ext4 inode work) was
 //!   most of a short job's cost, on the one thread that also runs every actor.
-//! - The log file is opened with one `open` (the watcher has usually created it already, off
-//!   the actor thread, so no inode is allocated here); its folder is created only when that
-//!   open says it is missing.
+//! - The log file is opened without `O_TRUNC` (the watcher has usually created it already,
+//!   off the actor thread, so no inode is allocated here, and ext4 does not flush it at close);
+//!   its folder is created only when that open says it is missing.
 //! - chatops' own lines (header, section ends, status) are written one burst at a time.
 //! - `after_script` gets its own script and shell. It runs after success, failure, timeout and
 //!   cancel alike, with GitLab's own 5-minute timeout ([`AFTER_SCRIPT_TIMEOUT`]); its failure
@@ -806,20 +806,36 @@ fn is_safe_base(name: &OsStr) -> bool {
 }
 
 /// Opens (creates, truncates) the job's log. The folder is nearly always there already, so it
-/// is created only when the open says it is missing: one syscall per job, not three. (The
-/// watcher creates the file beforehand on the blocking pool, so this open allocates no inode
-/// on the actor thread: on ext4 without a journal that is slow after deletions.)
+/// is created only when the open says it is missing. (The watcher creates the file beforehand
+/// on the blocking pool, so this open allocates no inode on the actor thread: on ext4 without
+/// a journal that is slow after deletions.)
+///
+/// No `O_TRUNC`: on ext4, truncating a file, even an empty one, marks it to be flushed to
+/// disk when closed (`auto_da_alloc`), which put the whole log's writeback on the actor
+/// thread at the job's end. Only a log that has content is cut, with `ftruncate`.
 fn create_log(path: &Path) -> io::Result<File> {
-    match File::create(path) {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            // Cut below, only when there is something to cut.
+            .truncate(false)
+            .open(path)
+    };
+    let file = match open() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             match path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 Some(parent) => std::fs::create_dir_all(parent)?,
                 None => return Err(e),
             }
-            File::create(path)
+            open()?
         }
-        opened => opened,
+        opened => opened?,
+    };
+    if file.metadata()?.len() > 0 {
+        file.set_len(0)?;
     }
+    Ok(file)
 }
 
 /// How a shell gets its script.
@@ -1530,11 +1546,23 @@ mod tests {
             log.ends_with("\x1b[32;1mJob succeeded\x1b[0;m\n"),
             "{log:?}"
         );
-        // An existing log is truncated, not appended to.
+        // An existing log is truncated, not appended to or overwritten in place.
+        let log_path = f.dir.path().join("a").join("b").join("job.log");
+        std::fs::write(&log_path, "z".repeat(100_000)).expect("an old, long log");
         let mut spec = f.spec(&["echo again"]);
-        spec.log_path = f.dir.path().join("a").join("b").join("job.log");
-        let (_, again) = run_job(spec).await;
+        spec.log_path = log_path.clone();
+        let (result, again) = run_job(spec).await;
         assert_eq!(again.matches("Running with chatops").count(), 1);
+        assert!(!again.contains('z'), "{again:?}");
+        assert_eq!(result.log_bytes, again.len() as u64);
+        // An empty log created beforehand (as the watcher does) is used as it is.
+        std::fs::write(&log_path, "").expect("an empty log");
+        let mut spec = f.spec(&["echo precreated"]);
+        spec.log_path = log_path;
+        let (result, log) = run_job(spec).await;
+        assert_eq!(result.status, JobStatus::Succeeded);
+        assert!(log.starts_with("Running with chatops"), "{log:?}");
+        assert_eq!(result.output.text, "precreated");
         // A log whose folder is a file cannot be created: the job does not start.
         std::fs::write(f.dir.path().join("file"), "x").expect("a file");
         let mut spec = f.spec(&["touch started.txt"]);
