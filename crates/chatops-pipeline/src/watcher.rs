@@ -146,11 +146,15 @@ impl WatcherActor {
         });
         let scratch = self.scratch_dir();
         let checkout = self.checkout_dir();
-        // Removing a checkout can take a while: not on the actor thread.
-        tokio::task::spawn_blocking(move || {
-            let _ = std::fs::remove_dir_all(scratch);
-            let _ = std::fs::remove_dir_all(checkout);
-        });
+        // Removing a checkout can take a while: not on the actor thread. A folder project
+        // with a small script has neither folder: no hop at all.
+        let is_git = matches!(plan.revision, Revision::Git { .. });
+        if is_git || scratch.exists() {
+            tokio::task::spawn_blocking(move || {
+                let _ = std::fs::remove_dir_all(scratch);
+                let _ = std::fs::remove_dir_all(checkout);
+            });
+        }
         ctx.stop();
     }
 
