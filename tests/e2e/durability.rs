@@ -76,9 +76,8 @@ fn job_status(server: &TestServer, id: u64) -> String {
         .unwrap_or_else(|| panic!("job {id} not listed: {out}"))
 }
 
-#[actix_web::test]
-async fn kill_9_mid_job_then_restart_reports_interrupted_and_leaves_no_orphan() {
-    let server = TestServer::start(Setup::ci(CI)).await;
+/// Runs the `long` job and waits until it runs; returns its id and its background child's pid.
+async fn start_long_job(server: &TestServer) -> (u64, i32) {
     let (_, ack) = server.slack_command("UDEV", "run long", 1).await;
     let id = job_id_of(&ack);
     let pid_file = server.project_dir().join("bg.pid");
@@ -87,6 +86,13 @@ async fn kill_9_mid_job_then_restart_reports_interrupted_and_leaves_no_orphan() 
     })
     .await;
     let bg: i32 = read(&pid_file).trim().parse().expect("pid");
+    (id, bg)
+}
+
+#[actix_web::test]
+async fn kill_9_mid_job_then_restart_reports_interrupted_and_leaves_no_orphan() {
+    let server = TestServer::start(Setup::ci(CI)).await;
+    let (id, bg) = start_long_job(&server).await;
     assert!(process_alive(bg));
     let server = server.crash_and_restart().await;
     let replies = server.fake.wait_for("/response/1", 1).await;
@@ -248,14 +254,7 @@ async fn resource_group_runs_one_job_at_a_time_in_order() {
 #[actix_web::test]
 async fn cancel_stops_a_running_job_and_says_by_whom() {
     let server = TestServer::start(Setup::ci(CI)).await;
-    let (_, ack) = server.slack_command("UDEV", "run long", 1).await;
-    let id = job_id_of(&ack);
-    let pid_file = server.project_dir().join("bg.pid");
-    eventually("the job runs", || {
-        read(&pid_file).trim().parse::<i32>().is_ok()
-    })
-    .await;
-    let bg: i32 = read(&pid_file).trim().parse().expect("pid");
+    let (id, bg) = start_long_job(&server).await;
     let (status, _) = server
         .slack_command("UDEV", &format!("cancel {id}"), 2)
         .await;
