@@ -26,6 +26,36 @@ pub enum Tone {
     Warning,
 }
 
+impl Tone {
+    /// The emoji shortcode Slack and Mattermost show in front of a message of this tone.
+    pub fn shortcode(self) -> Option<&'static str> {
+        match self {
+            Tone::Success => Some(":white_check_mark:"),
+            Tone::Failure => Some(":x:"),
+            Tone::Warning => Some(":warning:"),
+            Tone::Neutral => None,
+        }
+    }
+}
+
+/// Wraps `text` in an emphasis `mark` (`*`, `**`, `` ` ``), escaping it with the platform's
+/// `escape`. Markdown dialects need the marks next to non-space characters, so surrounding
+/// whitespace moves outside them; blank text gets no marks.
+pub fn wrap_marked(out: &mut String, text: &str, mark: &str, escape: impl Fn(&str) -> String) {
+    let inner = text.trim();
+    if inner.is_empty() {
+        out.push_str(&escape(text));
+        return;
+    }
+    let lead = &text[..text.len() - text.trim_start().len()];
+    let trail = &text[text.trim_end().len()..];
+    out.push_str(&escape(lead));
+    out.push_str(mark);
+    out.push_str(&escape(inner));
+    out.push_str(mark);
+    out.push_str(&escape(trail));
+}
+
 /// A piece of inline text. Adapters escape `Text`, `Strong` and `Code` for their platform.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "value")]
@@ -283,6 +313,16 @@ pub fn fit_output(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrap_moves_spaces_outside_the_marks() {
+        let mut out = String::new();
+        wrap_marked(&mut out, " bold <b> ", "**", |t| t.replace('<', "&lt;"));
+        assert_eq!(out, " **bold &lt;b>** ");
+        let mut blank = String::new();
+        wrap_marked(&mut blank, "  ", "*", str::to_owned);
+        assert_eq!(blank, "  ");
+    }
 
     #[test]
     fn tail_keeps_the_end() {

@@ -13,7 +13,7 @@
 //! - Buttons: action rows of up to 5 buttons (25 at most); `custom_id` is the command line
 //!   (at most 100 characters, longer commands get no button).
 
-use chatops_core::reply::{fit_output, NOTHING_PRINTED};
+use chatops_core::reply::{fit_output, wrap_marked, NOTHING_PRINTED};
 use chatops_core::{Action, Inline, Reply, Tone, Visibility};
 use serde_json::{json, Value};
 
@@ -83,25 +83,10 @@ fn code_cost(c: char) -> usize {
     }
 }
 
-fn wrap(out: &mut String, text: &str, mark: &str) {
-    let inner = text.trim();
-    if inner.is_empty() {
-        out.push_str(&escape(text));
-        return;
-    }
-    let lead = &text[..text.len() - text.trim_start().len()];
-    let trail = &text[text.trim_end().len()..];
-    out.push_str(&escape(lead));
-    out.push_str(mark);
-    out.push_str(&escape(inner));
-    out.push_str(mark);
-    out.push_str(&escape(trail));
-}
-
 fn render_inline(part: &Inline, out: &mut String, mentioned: &mut Vec<String>) {
     match part {
         Inline::Text(t) => out.push_str(&escape(t)),
-        Inline::Strong(t) => wrap(out, t, "**"),
+        Inline::Strong(t) => wrap_marked(out, t, "**", escape),
         Inline::Code(t) if t.contains('`') || t.contains('\n') || t.trim().is_empty() => {
             out.push_str(&escape(t))
         }

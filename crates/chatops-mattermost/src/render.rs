@@ -15,7 +15,7 @@
 //!   Mattermost 5.0+, 4000 on older servers); over it, output keeps its end and says what was
 //!   cut.
 
-use chatops_core::reply::{fit_output, NOTHING_PRINTED};
+use chatops_core::reply::{fit_output, wrap_marked, NOTHING_PRINTED};
 use chatops_core::{Action, Inline, Reply, Tone, Visibility};
 use serde_json::{json, Value};
 
@@ -66,22 +66,6 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// `**x**` needs the markers next to non-space characters, so surrounding spaces move outside.
-fn wrap(out: &mut String, text: &str, mark: &str) {
-    let inner = text.trim();
-    if inner.is_empty() {
-        out.push_str(&escape(text));
-        return;
-    }
-    let lead = &text[..text.len() - text.trim_start().len()];
-    let trail = &text[text.trim_end().len()..];
-    out.push_str(&escape(lead));
-    out.push_str(mark);
-    out.push_str(&escape(inner));
-    out.push_str(mark);
-    out.push_str(&escape(trail));
-}
-
 /// Percent-encodes what would end or break a Markdown link destination.
 fn link_url(url: &str) -> String {
     let mut out = String::with_capacity(url.len());
@@ -102,7 +86,7 @@ fn link_url(url: &str) -> String {
 fn render_inline(part: &Inline, out: &mut String) {
     match part {
         Inline::Text(t) => out.push_str(&escape(t)),
-        Inline::Strong(t) => wrap(out, t, "**"),
+        Inline::Strong(t) => wrap_marked(out, t, "**", escape),
         Inline::Code(t) if t.contains('`') || t.contains('\n') || t.trim().is_empty() => {
             out.push_str(&escape(t))
         }
@@ -148,14 +132,9 @@ pub fn markdown(summary: &[Inline]) -> String {
     out
 }
 
-/// The emoji in front of the summary.
+/// The emoji in front of the summary: the tone's shortcode.
 pub fn tone_emoji(tone: Tone) -> Option<&'static str> {
-    match tone {
-        Tone::Success => Some(":white_check_mark:"),
-        Tone::Failure => Some(":x:"),
-        Tone::Warning => Some(":warning:"),
-        Tone::Neutral => None,
-    }
+    tone.shortcode()
 }
 
 /// The attachment colour for a tone.

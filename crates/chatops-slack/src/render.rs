@@ -15,7 +15,7 @@
 //!   it is what notifications, screen readers and block-less clients show. `blocks` carry the
 //!   same content laid out, plus buttons, and are only sent when there is output or a button.
 
-use chatops_core::reply::{fit_output, NOTHING_PRINTED as NOTHING};
+use chatops_core::reply::{fit_output, wrap_marked, NOTHING_PRINTED as NOTHING};
 use chatops_core::{Action, Inline, Reply, Tone, Visibility};
 use serde_json::{json, Value};
 
@@ -103,29 +103,13 @@ fn clean_id(id: &str) -> String {
         .collect()
 }
 
-/// `*x*` needs the asterisks next to non-space characters, so surrounding spaces move outside.
-fn wrap(out: &mut String, text: &str, mark: char) {
-    let inner = text.trim();
-    if inner.is_empty() {
-        out.push_str(&escape(text));
-        return;
-    }
-    let lead = &text[..text.len() - text.trim_start().len()];
-    let trail = &text[text.trim_end().len()..];
-    out.push_str(&escape(lead));
-    out.push(mark);
-    out.push_str(&escape(inner));
-    out.push(mark);
-    out.push_str(&escape(trail));
-}
-
 fn render_inline(part: &Inline, out: &mut String) {
     match part {
         Inline::Text(t) => out.push_str(&escape(t)),
-        Inline::Strong(t) => wrap(out, t, '*'),
+        Inline::Strong(t) => wrap_marked(out, t, "*", escape),
         // Inline code cannot contain a backtick in mrkdwn; such text is shown plain instead.
         Inline::Code(t) if t.contains('`') || t.contains('\n') => out.push_str(&escape(t)),
-        Inline::Code(t) => wrap(out, t, '`'),
+        Inline::Code(t) => wrap_marked(out, t, "`", escape),
         Inline::Link { url, label } => {
             // `|` separates URL and label, so a literal one in the URL is percent-encoded.
             let url = escape(url).replace('|', "%7C");
@@ -161,14 +145,9 @@ pub fn mrkdwn(summary: &[Inline]) -> String {
     out
 }
 
-/// The emoji that shows a reply's tone (see the module docs).
+/// The emoji in front of the summary: the tone's shortcode.
 pub fn tone_emoji(tone: Tone) -> Option<&'static str> {
-    match tone {
-        Tone::Success => Some(":white_check_mark:"),
-        Tone::Failure => Some(":x:"),
-        Tone::Warning => Some(":warning:"),
-        Tone::Neutral => None,
-    }
+    tone.shortcode()
 }
 
 /// The first `max` chars of rendered mrkdwn, backing off so that no entity is cut in half
