@@ -13,8 +13,8 @@
 
 use crate::metrics::Metrics;
 use crate::pipeline::Shared;
-use chatops_core::{ChatAdapter, DeliveryError, JobId, PlatformId, Reply, ReplyTarget, Retry, Via};
-use chatops_store::{AttemptOutcome, OutboxItem, OutboxState, Store};
+use chatops_core::{DeliveryError, JobId, PlatformId, Reply, ReplyTarget, Retry, Via};
+use chatops_store::{AttemptOutcome, OutboxItem, OutboxState};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -143,18 +143,12 @@ async fn lane(shared: Arc<Shared>, platform: PlatformId, notify: Arc<Notify>) {
                     .unwrap_or(Duration::ZERO)
             })
             .unwrap_or(Duration::from_secs(1))
-            .min(Duration::from_secs(1));
-        if wait.is_zero() {
-            // Due now but not claimable (claimed by an in-flight delivery): yield briefly.
-            tokio::select! {
-                _ = notify.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-            }
-        } else {
-            tokio::select! {
-                _ = notify.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
+            // Due now but not claimable means claimed by an in-flight delivery: look again
+            // soon, not in a busy loop.
+            .clamp(Duration::from_millis(20), Duration::from_secs(1));
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }
@@ -357,14 +351,6 @@ fn jitter(max: Duration) -> Duration {
     // Multiplicative hashing spreads the clock's low bits; no RNG dependency needed for this.
     Duration::from_millis(nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15) % max_ms)
 }
-
-/// For recovery: whether a store is usable (used by `/healthz`).
-pub fn store_ok(store: &Store) -> bool {
-    !store.is_closed()
-}
-
-#[allow(dead_code)]
-fn _assert_adapter_object_safe(_: &dyn ChatAdapter) {}
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,7 @@ use chatops_core::{
 };
 use chatops_store::{CommandRecord, JobRecord, NewJob, Outcome, Recorded, Store};
 use dashmap::DashMap;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -133,7 +133,7 @@ impl PipelineHandle {
             live: HashMap::new(),
             running: 0,
             running_by_project: HashMap::new(),
-            running_groups: HashMap::new(),
+            running_groups: HashSet::new(),
             queue: VecDeque::new(),
         };
         PipelineHandle {
@@ -268,8 +268,8 @@ pub struct PipelineActor {
     live: HashMap<JobId, Live>,
     running: usize,
     running_by_project: HashMap<ProjectName, usize>,
-    /// The resource groups busy now, per project, and which job holds each.
-    running_groups: HashMap<(ProjectName, String), JobId>,
+    /// The resource groups busy now, per project.
+    running_groups: HashSet<(ProjectName, String)>,
     /// Jobs waiting for a slot, oldest first.
     queue: VecDeque<JobId>,
 }
@@ -720,11 +720,10 @@ impl PipelineActor {
             .settings
             .project(project)
             .map_or(1, |p| p.max_concurrent_jobs.max(1));
-        let group_free = live.resource_group.as_ref().is_none_or(|g| {
-            !self
-                .running_groups
-                .contains_key(&(project.clone(), g.clone()))
-        });
+        let group_free = live
+            .resource_group
+            .as_ref()
+            .is_none_or(|g| !self.running_groups.contains(&(project.clone(), g.clone())));
         self.running < self.shared.settings.max_concurrent_jobs.max(1)
             && self.running_in(project) < limit
             && group_free
@@ -743,7 +742,7 @@ impl PipelineActor {
             .or_default() += 1;
         if let Some(g) = &live.resource_group {
             self.running_groups
-                .insert((live.project.clone(), g.clone()), id);
+                .insert((live.project.clone(), g.clone()));
         }
         Metrics::inc(&self.shared.metrics.jobs_running);
         if let Some(w) = self.watcher(id) {
