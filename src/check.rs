@@ -2,8 +2,9 @@
 //! would contain it (contract §1).
 
 use crate::config::Config;
-use chatops_ci::{Decision, Variables};
-use chatops_pipeline::pipeline::{load_ci_blocking, predefined_variables};
+use chatops_ci::Decision;
+use chatops_pipeline::cicache::include_variables;
+use chatops_pipeline::pipeline::load_ci_blocking;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -45,10 +46,7 @@ pub fn check(config: &Config) -> CheckReport {
         match load_ci_blocking(project) {
             Err(e) => report.error = Some(e),
             Ok((revision, ci)) => {
-                let mut vars = predefined_variables(project, &revision);
-                vars.extend(project.variables.iter().cloned());
-                vars.extend(project.secrets.iter().cloned());
-                let vars: Variables = vars.into_iter().collect();
+                let vars = include_variables(project, &revision);
                 report.warnings = ci.warnings().to_vec();
                 for job in ci.jobs() {
                     report.jobs.push(match ci.evaluate(job, &vars) {

@@ -5,7 +5,7 @@
 //! Handlers are quick state changes. Slow work (git, reading the CI file) happens in the future a
 //! `Submit` returns, outside the actor's state; its result comes back as a `CreateJob` message.
 
-use crate::git::{self, GitSource, Revision};
+use crate::git::Revision;
 use crate::links::LinkSigner;
 use crate::messages::{self, JobRef};
 use crate::metrics::Metrics;
@@ -13,7 +13,7 @@ use crate::outbox::Outbox;
 use crate::settings::{ProjectSettings, Settings};
 use crate::watcher::{JobPlan, WatcherActor};
 use actix::prelude::*;
-use chatops_ci::{CiConfig, Decision, DirSource, Lookup, Variables, When};
+use chatops_ci::{CiConfig, Decision, Lookup, Variables, When};
 use chatops_core::{
     Adapters, ChatCommand, JobId, JobName, JobStatus, ProjectName, Reply, Role, Subcommand, UserId,
 };
@@ -634,21 +634,8 @@ async fn load_ci(
 }
 
 /// Blocking, uncached: resolves the revision and loads the CI file from it (`chatops check`).
-pub fn load_ci_blocking(project: &ProjectSettings) -> Result<(Revision, CiConfig), String> {
-    let revision =
-        git::resolve(&project.repository, project.branch.as_deref()).map_err(|e| e.to_string())?;
-    // Includes and `include: rules` see the same variables as the jobs' rules (no chat ones).
-    let vars = crate::cicache::include_variables(project, &revision);
-    let ci = match &revision {
-        Revision::Folder { root } => {
-            chatops_ci::load_with(&DirSource::new(root), &project.ci_file, &vars)
-        }
-        Revision::Git { repo, sha, .. } => {
-            chatops_ci::load_with(&GitSource::new(repo, sha.clone()), &project.ci_file, &vars)
-        }
-    }
-    .map_err(|e| e.to_string())?;
-    Ok((revision, ci))
+pub fn load_ci_blocking(project: &ProjectSettings) -> Result<(Revision, Arc<CiConfig>), String> {
+    crate::cicache::CiCache::default().load(project)
 }
 
 /// The variables `rules:`/`only:` see (contract §1 and §4): predefined ones and the project's,
