@@ -336,6 +336,16 @@ impl Config {
         })
     }
 
+    /// `server.public_url`, else `http://<bound>` (the address actually listened on, or the
+    /// configured one when nothing listens, as in `chatops run`).
+    pub fn public_url(&self, bound: &str) -> String {
+        self.server
+            .public_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| format!("http://{bound}"))
+    }
+
     pub fn project(&self, name: &str) -> Option<&ProjectSettings> {
         self.projects.iter().find(|p| p.name.as_str() == name)
     }

@@ -32,7 +32,6 @@ pub struct Application {
     addr: SocketAddr,
     server: actix_web::dev::Server,
     pipeline: PipelineHandle,
-    grace: Duration,
 }
 
 impl Application {
@@ -51,12 +50,7 @@ impl Application {
             )
         })?;
         let addr = listener.local_addr()?;
-        let public_url = config
-            .server
-            .public_url
-            .clone()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| format!("http://{addr}"));
+        let public_url = config.public_url(&addr.to_string());
         let adapters = build_adapters(config, &public_url)?;
         let settings = settings(config, public_url, link_key(&config.data_dir)?);
         let store = open_store(&settings)?;
@@ -79,7 +73,6 @@ impl Application {
             addr,
             server,
             pipeline,
-            grace: config.shutdown_grace,
         })
     }
 
@@ -99,7 +92,7 @@ impl Application {
         let server = actix_rt::spawn(self.server);
         shutdown.await;
         tracing::info!(
-            grace_s = self.grace.as_secs(),
+            grace_s = self.pipeline.shared().settings.shutdown_grace.as_secs(),
             "shutting down: no new commands, running jobs may finish"
         );
         self.pipeline.shutdown().await;

@@ -263,11 +263,7 @@ async fn run(
             return ExitCode::from(2);
         }
     };
-    let public_url = config
-        .server
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.server.listen));
+    let public_url = config.public_url(&config.server.listen);
     let (adapter, mut replies) = ConsoleAdapter::new();
     let mut adapters = Adapters::new();
     adapters.register(Arc::new(adapter));

@@ -123,12 +123,11 @@ async fn submit_within_deadline(
         .ack_deadline
         .saturating_sub(Duration::from_millis(750))
         .max(Duration::from_millis(250));
-    let task = {
+    let mut task = {
         let pipeline = pipeline.clone();
         let command = command.clone();
         actix_web::rt::spawn(async move { pipeline.submit(command).await })
     };
-    let mut task = task;
     match actix_web::rt::time::timeout(deadline, &mut task).await {
         Ok(Ok(ack)) => ack.reply,
         Ok(Err(join)) => {
