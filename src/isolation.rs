@@ -41,7 +41,11 @@ pub fn is_dumpable() -> bool {
 /// Creates `data_dir` (0700) when missing; otherwise tightens it and what chatops keeps in it
 /// (the link key, the store, the logs and checkouts folders, each log) to 0700/0600 where
 /// group or others could read them. Returns a warning per path it had to tighten.
-pub fn secure_data_dir(data_dir: &Path) -> std::io::Result<Vec<String>> {
+///
+/// `job_user`: jobs run as another user, who must reach their checkout under
+/// `data_dir/builds`: `data_dir` and `builds` are then 0711 (pass through, no listing, no
+/// reading); everything else stays private to the server.
+pub fn secure_data_dir(data_dir: &Path, job_user: bool) -> std::io::Result<Vec<String>> {
     if !data_dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -49,22 +53,34 @@ pub fn secure_data_dir(data_dir: &Path) -> std::io::Result<Vec<String>> {
             .create(data_dir)?;
     }
     let mut warnings = Vec::new();
-    tighten(data_dir, &mut warnings);
+    let pass = if job_user { 0o011 } else { 0 };
+    tighten(data_dir, pass, &mut warnings);
     for name in [
         "link.key",
         "chatops.db",
         "chatops.db-wal",
         "chatops.db-shm",
         "logs",
-        "builds",
     ] {
-        tighten(&data_dir.join(name), &mut warnings);
+        tighten(&data_dir.join(name), 0, &mut warnings);
+    }
+    let builds = data_dir.join("builds");
+    tighten(&builds, pass, &mut warnings);
+    if job_user {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&builds)?;
+        for dir in [data_dir, builds.as_path()] {
+            let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o711))?;
+        }
     }
     let mut logs_opened = 0usize;
     if let Ok(entries) = std::fs::read_dir(data_dir.join("logs")) {
         for entry in entries.flatten() {
             let mut quiet = Vec::new();
-            tighten(&entry.path(), &mut quiet);
+            tighten(&entry.path(), 0, &mut quiet);
             logs_opened += quiet.len();
         }
     }
@@ -77,8 +93,8 @@ pub fn secure_data_dir(data_dir: &Path) -> std::io::Result<Vec<String>> {
     Ok(warnings)
 }
 
-/// Drops group and other permissions from `path` (a missing path is fine).
-fn tighten(path: &Path, warnings: &mut Vec<String>) {
+/// Drops group and other permissions but `pass` from `path` (a missing path is fine).
+fn tighten(path: &Path, pass: u32, warnings: &mut Vec<String>) {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return;
     };
@@ -86,10 +102,10 @@ fn tighten(path: &Path, warnings: &mut Vec<String>) {
         return;
     }
     let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 == 0 {
+    if mode & 0o077 & !pass == 0 {
         return;
     }
-    let wanted = mode & 0o700;
+    let wanted = mode & (0o700 | pass);
     match std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted)) {
         Ok(()) => warnings.push(format!(
             "{} was readable by other users (mode {mode:o}): now {wanted:o}",
@@ -119,16 +135,22 @@ mod tests {
         for p in [data.join("link.key"), data.join("logs").join("1.log")] {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         }
-        let warnings = secure_data_dir(&data).expect("secure");
+        let warnings = secure_data_dir(&data, false).expect("secure");
         assert_eq!(warnings.len(), 4, "{warnings:?}");
         let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode(&data), 0o700);
         assert_eq!(mode(&data.join("logs")), 0o700);
         assert_eq!(mode(&data.join("link.key")), 0o600);
         assert_eq!(mode(&data.join("logs").join("1.log")), 0o600);
-        assert!(secure_data_dir(&data).expect("again").is_empty());
+        assert!(secure_data_dir(&data, false).expect("again").is_empty());
         let fresh = dir.path().join("new").join("data");
-        secure_data_dir(&fresh).expect("create");
+        secure_data_dir(&fresh, false).expect("create");
         assert_eq!(mode(&fresh), 0o700);
+        // With a job user: data_dir and builds let it pass (to its checkout), nothing more.
+        assert!(secure_data_dir(&data, true).expect("job user").is_empty());
+        assert_eq!(mode(&data), 0o711);
+        assert_eq!(mode(&data.join("builds")), 0o711);
+        assert_eq!(mode(&data.join("logs")), 0o700);
+        assert!(secure_data_dir(&data, true).expect("again").is_empty());
     }
 }

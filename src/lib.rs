@@ -42,7 +42,7 @@ impl Application {
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
-        for warning in isolation::secure_data_dir(&config.data_dir)
+        for warning in isolation::secure_data_dir(&config.data_dir, config.has_job_user())
             .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?
         {
             tracing::warn!("{warning}");

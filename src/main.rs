@@ -255,7 +255,7 @@ async fn run(
         );
         return ExitCode::from(2);
     };
-    match chatops::isolation::secure_data_dir(&config.data_dir) {
+    match chatops::isolation::secure_data_dir(&config.data_dir, config.has_job_user()) {
         Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
         Err(e) => {
             eprintln!("chatops: cannot create {}: {e}", config.data_dir.display());

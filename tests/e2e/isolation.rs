@@ -53,6 +53,12 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// The test's temporary folder is private to root; a job user must reach the project in it.
+fn let_others_through(server: &TestServer) {
+    std::fs::set_permissions(server.dir.path(), std::fs::Permissions::from_mode(0o711))
+        .expect("chmod the test folder");
+}
+
 fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) {
     for secret in secrets {
         assert!(
@@ -70,7 +76,13 @@ async fn secrets_are_masked_on_every_path_issue_9_items_1_and_5() {
         "  other:\n    repository: project\n    secrets: {OTHER_TOKEN: \"${OTHER_PROJECT_SECRET}\"}\n"
             .into();
     setup.env = vec![("OTHER_PROJECT_SECRET".into(), OTHER_SECRET.into())];
+    if is_root() {
+        // Root may read any process's environment, dumpable or not: as root, jobs are kept
+        // from the server's by running as another user (the CLI test below covers dumpable).
+        setup.server_extra = "  job_user: nobody\n".into();
+    }
     let server = TestServer::start(setup).await;
+    let_others_through(&server);
     let link_key = hex::encode(std::fs::read(server.data_dir().join("link.key")).expect("key"));
     // What a job might find lying around: another project's secret, the server's tokens.
     std::fs::write(
@@ -239,4 +251,67 @@ async fn data_dir_is_private_issue_9_item_1() {
     assert_eq!(mode(&data.join("link.key")), 0o600);
     let log = server.stderr();
     assert!(log.contains("readable by other users"), "{log}");
+}
+
+/// `server.job_user`: the job runs as `nobody`, in a checkout it owns, and cannot read what
+/// chatops keeps in `data_dir`. Needs root (CI runs as root).
+#[actix_web::test]
+async fn a_job_user_cannot_read_data_dir_issue_9_item_1() {
+    if !is_root() {
+        eprintln!("skipped: running jobs as another user needs root");
+        return;
+    }
+    let ci = r#"
+who:
+  script:
+    - id -un
+    - 'echo "dir=$CI_PROJECT_DIR"'
+    - 'touch "$CI_PROJECT_DIR/made-by-the-job" && echo "checkout writable"'
+    - 'touch "$HOME/.probe" && echo "home usable"'
+    - 'cat "$CHAT_INPUT/link.key" >/dev/null 2>&1 && echo "link.key READ" || echo "link.key unreadable"'
+    - 'cat "$CHAT_INPUT/chatops.db" >/dev/null 2>&1 && echo "db READ" || echo "db unreadable"'
+    - 'ls "$CHAT_INPUT" >/dev/null 2>&1 && echo "data_dir LISTED" || echo "data_dir unlistable"'
+    - 'ls "$CHAT_INPUT/logs" >/dev/null 2>&1 && echo "logs LISTED" || echo "logs unlistable"'
+"#;
+    let mut setup = Setup::ci(ci);
+    setup.server_extra = "  job_user: nobody\n".into();
+    let server = TestServer::start(setup).await;
+    let_others_through(&server);
+    // A git project: the job runs in a fresh checkout, which must be the job user's.
+    let project = server.project_dir();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&project)
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "--quiet", "--initial-branch=main"]);
+    git(&["add", "."]);
+    git(&["commit", "--quiet", "-m", "ci"]);
+    let data = server.data_dir();
+    let (_, reply) = server
+        .run_and_reply(&format!("run who {}", data.display()), 1)
+        .await;
+    let text = slack_text(&reply);
+    for line in [
+        "nobody",
+        "checkout writable",
+        "home usable",
+        "link.key unreadable",
+        "db unreadable",
+        "data_dir unlistable",
+        "logs unlistable",
+    ] {
+        assert!(text.contains(line), "{line:?} not in {text}");
+    }
+    assert!(text.contains("succeeded"), "{text}");
+    assert!(
+        text.contains(&format!("dir={}", data.join("builds").display())),
+        "runs in a checkout: {text}"
+    );
+    assert_eq!(mode(&data), 0o711, "pass-through only");
+    assert_eq!(mode(&data.join("link.key")), 0o600);
 }

@@ -47,6 +47,9 @@ pub struct ProjectSettings {
     pub secrets: Vec<(String, String)>,
     pub default_role: Role,
     pub members: Vec<Member>,
+    /// Jobs run as this user (`projects.<name>.job_user`, else `server.job_user`); `None`: as
+    /// the server's user.
+    pub job_user: Option<crate::executor::JobUser>,
 }
 
 /// A chat user's role in a project.
@@ -149,6 +152,7 @@ mod tests {
                 user: UserId::new("U1"),
                 role: Role::Maintainer,
             }],
+            job_user: None,
         };
         let slack = PlatformId::new("slack");
         assert_eq!(
