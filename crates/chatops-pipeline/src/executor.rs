@@ -31,8 +31,10 @@
 //!   a background process holding the pipe cannot keep the job open. The executor then waits
 //!   (bounded) until the group is gone, reaping members it is the parent of (as when chatops is
 //!   PID 1 in a container).
+//! - With a [`JobUser`], each shell drops to that user (groups, gid, uid) before it starts.
 //! - The trace (GitLab-runner style: [`chatops_core::output`]) streams to `log_path` with
-//!   secrets masked, while an [`OutputCollector`] keeps bounded tails for the reply. Reads grow
+//!   secrets masked (every secret the server knows, not only the project's; readers clean and
+//!   mask again: [`crate::joblog`]), while an [`OutputCollector`] keeps bounded tails for the reply. Reads grow
 //!   from 4 KiB to 64 KiB (a pipe's size) when output floods, so idle jobs stay small.
 //!
 //! Everything is async on the caller's Tokio runtime (actix's current-thread one): no thread
