@@ -1778,6 +1778,26 @@ mod tests {
             }
 
             #[test]
+            fn a_disguised_secret_in_arbitrary_bytes_never_shows(
+                secret in secret(),
+                before in proptest::collection::vec(any::<u8>(), 0..200),
+                after in proptest::collection::vec(any::<u8>(), 0..200),
+                noise in proptest::collection::vec(any::<usize>(), 0..16),
+                cuts in proptest::collection::vec(any::<usize>(), 0..4),
+            ) {
+                let mut raw = before;
+                raw.extend_from_slice(disguised(&secret, &noise).as_bytes());
+                raw.extend_from_slice(&after);
+                let secrets = vec![secret.clone()];
+                let viewed = view_in_chunks(&raw, &cuts, &secrets);
+                prop_assert!(!viewed.contains(&secret), "{:?} in {:?}", secret, viewed);
+                let mut c = OutputCollector::new(1 << 12);
+                c.feed(&raw);
+                let out = c.finish(false, &secrets);
+                prop_assert!(!out.text.contains(&secret), "{:?}", out.text);
+            }
+
+            #[test]
             fn masking_is_idempotent_and_streams_like_the_whole(
                 secrets in proptest::collection::vec(secret(), 1..4),
                 parts in proptest::collection::vec((plain(), 0usize..4), 0..8),
