@@ -18,6 +18,7 @@ const SPY_CI: &str = r#"
 spy:
   script:
     - 'cat "/proc/$PPID/environ" | tr "\0" "\n" || echo "server environ unreadable"'
+    - '[ -z "$CHAT_INPUT" ] || cat "/proc/$CHAT_INPUT/environ" | tr "\0" "\n" || echo "given pid unreadable"'
     - 'cat "$CI_PROJECT_DIR/shared.txt"'
     - printf 'split S3cr\033[0mETVALUE and \033[31mOth3rPr0ject\r\033[0KS3cret\033[0m\n'
     - echo "own $DEMO_TOKEN"
@@ -98,10 +99,18 @@ async fn secrets_are_masked_on_every_path_issue_9_items_1_and_5() {
         link_key.as_str(),
     ];
 
-    let (ack, reply) = server.run_and_reply("run spy", 1).await;
+    // The job is also told the server's pid, as if it had walked up the process tree.
+    let (ack, reply) = server
+        .run_and_reply(&format!("run spy {}", server.pid()), 1)
+        .await;
     let reply_text = slack_text(&reply);
     assert_no_secret("the reply", &reply_text, &secrets);
     assert!(reply_text.contains("succeeded"), "{reply_text}");
+    assert!(
+        reply_text.contains("server environ unreadable")
+            && reply_text.contains("given pid unreadable"),
+        "{reply_text}"
+    );
     assert!(
         reply_text.contains("split [MASKED] and [MASKED]"),
         "{reply_text}"
