@@ -63,6 +63,10 @@ pub struct ServerConfig {
     /// Leave unset; tests shorten it to see what happens after the window.
     #[serde(default)]
     pub response_window: Option<String>,
+    /// Run jobs as this system user (who cannot read `data_dir`) instead of the server's user.
+    /// Needs the server to run as root. Per project: `projects.<name>.job_user`.
+    #[serde(default)]
+    pub job_user: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -87,6 +91,7 @@ impl Default for ServerConfig {
             max_concurrent_jobs: default_max_jobs(),
             shutdown_grace: default_grace(),
             response_window: None,
+            job_user: None,
         }
     }
 }
@@ -135,6 +140,9 @@ struct RawProject {
     default_role: Role,
     #[serde(default)]
     members: Vec<Mapping>,
+    /// Run this project's jobs as this system user (overrides `server.job_user`).
+    #[serde(default)]
+    job_user: Option<String>,
 }
 
 fn default_ci_file() -> String {
@@ -305,10 +313,12 @@ impl Config {
             let path = vec!["projects".to_owned(), name.clone()];
             let project: RawProject =
                 typed(value, &path).map_err(|(p, msg)| err(line_of_path(text, &p), msg))?;
-            projects.push(
-                project_settings(&name, project, base)
-                    .map_err(|(p, msg)| err(line_of_path(text, &p), msg))?,
-            );
+            let job_user = job_user(&name, &project, &raw.server)
+                .map_err(|(p, msg)| err(line_of_path(text, &p), msg))?;
+            let mut settings = project_settings(&name, project, base)
+                .map_err(|(p, msg)| err(line_of_path(text, &p), msg))?;
+            settings.job_user = job_user;
+            projects.push(settings);
         }
         let mut seen = std::collections::HashSet::new();
         for p in &projects {
@@ -344,6 +354,11 @@ impl Config {
             .clone()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| format!("http://{bound}"))
+    }
+
+    /// Whether some project's jobs run as another user (`job_user`).
+    pub fn has_job_user(&self) -> bool {
+        self.projects.iter().any(|p| p.job_user.is_some())
     }
 
     pub fn project(&self, name: &str) -> Option<&ProjectSettings> {
@@ -466,7 +481,47 @@ fn project_settings(name: &str, raw: RawProject, base: &Path) -> Result<ProjectS
         secrets: scalar_map(&raw.secrets, name, "secrets")?,
         default_role: raw.default_role,
         members,
+        job_user: None,
     })
+}
+
+/// `projects.<name>.job_user`, else `server.job_user`: resolved to a system user now, so a
+/// typo is a config error naming the key, not a failed job later.
+fn job_user(
+    name: &str,
+    raw: &RawProject,
+    server: &ServerConfig,
+) -> Result<Option<chatops_pipeline::executor::JobUser>, PathErr> {
+    let (user, key) = match (&raw.job_user, &server.job_user) {
+        (Some(u), _) => (
+            u,
+            vec![
+                "projects".to_owned(),
+                name.to_owned(),
+                "job_user".to_owned(),
+            ],
+        ),
+        (None, Some(u)) => (u, vec!["server".to_owned(), "job_user".to_owned()]),
+        (None, None) => return Ok(None),
+    };
+    let at = key.join(".");
+    let user = user.trim();
+    if user.is_empty() {
+        return Ok(None);
+    }
+    let resolved = chatops_pipeline::executor::JobUser::lookup(user)
+        .map_err(|e| (key.clone(), format!("{at}: {e}")))?;
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 && euid != resolved.uid {
+        return Err((
+            key,
+            format!(
+                "{at}: running jobs as `{user}` needs chatops to run as root (it runs as uid {euid}); start it as root, or remove {at}"
+            ),
+        ));
+    }
+    Ok(Some(resolved))
 }
 
 /// `{slack: U024BE7LH, role: developer}`: exactly one platform key and a role.
@@ -686,6 +741,35 @@ mod tests {
         assert_eq!(p.default_role, Role::Reporter);
         assert_eq!(p.members[0].role, Role::Maintainer);
         assert_eq!(c.data_dir, PathBuf::from("/base/data"));
+    }
+
+    #[test]
+    fn job_user_is_resolved_and_an_unknown_one_names_its_key() {
+        let e =
+            load("server:\n  job_user: no-such-user-here\nprojects:\n  demo:\n    repository: r\n")
+                .unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(
+            e.message
+                .starts_with("server.job_user: no user `no-such-user-here`"),
+            "{e}"
+        );
+        let e = load("projects:\n  demo:\n    repository: r\n    job_user: nobody-at-all\n")
+            .unwrap_err();
+        assert!(e.message.starts_with("projects.demo.job_user:"), "{e}");
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let c = load("server:\n  job_user: root\nprojects:\n  demo:\n    repository: r\n    job_user: nobody\n  other:\n    repository: r\n    command: /other\n");
+        if root {
+            let c = c.unwrap();
+            let user = |i: usize| c.projects[i].job_user.as_ref().map(|u| u.name.clone());
+            assert_eq!(user(0).as_deref(), Some("nobody"), "the project's wins");
+            assert_eq!(user(1).as_deref(), Some("root"), "else the server's");
+            assert!(c.has_job_user());
+        } else {
+            let e = c.unwrap_err();
+            assert!(e.message.contains("needs chatops to run as root"), "{e}");
+        }
     }
 
     #[test]

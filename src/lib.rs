@@ -7,6 +7,7 @@
 //!   runs until the shutdown future it is given completes.
 //! - [`check`]: `chatops check`, every job of every project and whether chat may run it.
 //! - [`console`]: the console adapter behind `chatops run`.
+//! - [`isolation`]: what keeps jobs from the server's secrets (not dumpable, private data_dir).
 //!
 //! The crates: `chatops-core` (commands, replies, roles, the adapter trait), `chatops-ci`
 //! (`.gitlab-ci.yml`), `chatops-pipeline` (actors, executor), `chatops-web` (routes),
@@ -15,6 +16,7 @@
 pub mod check;
 pub mod config;
 pub mod console;
+pub mod isolation;
 
 use anyhow::Context as _;
 use chatops_core::{Adapters, ChatAdapter, SystemClock};
@@ -40,8 +42,11 @@ impl Application {
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        for warning in isolation::secure_data_dir(&config.data_dir, config.has_job_user())
+            .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?
+        {
+            tracing::warn!("{warning}");
+        }
         let listener = TcpListener::bind(&config.server.listen).with_context(|| {
             format!(
                 "{}: cannot listen on {} (server.listen)",
@@ -147,7 +152,9 @@ pub fn build_adapters(config: &Config, public_url: &str) -> anyhow::Result<Adapt
 
 /// The pipeline's settings from the config.
 pub fn settings(config: &Config, public_url: String, link_key: Vec<u8>) -> Settings {
+    let server_secrets = server_secrets(config, &link_key);
     Settings {
+        server_secrets,
         data_dir: config.data_dir.clone(),
         public_url,
         max_concurrent_jobs: config.server.max_concurrent_jobs.max(1),
@@ -156,6 +163,32 @@ pub fn settings(config: &Config, public_url: String, link_key: Vec<u8>) -> Setti
         shutdown_grace: config.shutdown_grace,
         projects: config.projects.clone(),
     }
+}
+
+/// Shorter server tokens are not masked: masking a 3-letter test token would garble every
+/// word that contains it (GitLab refuses to mask variables under 8 characters too).
+const MIN_MASKED_SERVER_SECRET: usize = 8;
+
+/// The server's own secrets, masked in every job's output: Slack's signing secret and bot
+/// token, Mattermost's command and bot tokens, and the link key as hex (its raw bytes are not
+/// text; `server.job_user` is what keeps a job from reading it). Discord's public key is
+/// public.
+pub fn server_secrets(config: &Config, link_key: &[u8]) -> Vec<String> {
+    let mut values = vec![hex_string(link_key)];
+    if let Some(slack) = &config.slack {
+        values.push(slack.signing_secret.clone());
+        values.extend(slack.bot_token.clone());
+    }
+    if let Some(mattermost) = &config.mattermost {
+        values.extend(mattermost.tokens.iter().cloned());
+        values.extend(mattermost.bot_token.clone());
+    }
+    values.retain(|v| v.trim().len() >= MIN_MASKED_SERVER_SECRET);
+    values
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Opens (creating or migrating) the store in `data_dir`.

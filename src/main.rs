@@ -9,7 +9,7 @@ use chatops_core::{
 };
 use chatops_pipeline::PipelineHandle;
 use clap::{Args, Parser, Subcommand};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -98,6 +98,9 @@ fn load_config(arg: &ConfigArg) -> Result<Config, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // Before any secret is read or any job runs: not dumpable (jobs cannot read our
+    // /proc/PID/environ), umask 077.
+    chatops::isolation::harden_process();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
@@ -252,9 +255,12 @@ async fn run(
         );
         return ExitCode::from(2);
     };
-    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
-        eprintln!("chatops: cannot create {}: {e}", config.data_dir.display());
-        return ExitCode::from(2);
+    match chatops::isolation::secure_data_dir(&config.data_dir, config.has_job_user()) {
+        Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
+        Err(e) => {
+            eprintln!("chatops: cannot create {}: {e}", config.data_dir.display());
+            return ExitCode::from(2);
+        }
     }
     let key = match chatops::link_key(&config.data_dir) {
         Ok(k) => k,
@@ -299,14 +305,14 @@ async fn run(
         eprint!("{}", console::plain_text(&played.reply));
     }
     let log_path = config.data_dir.join("logs").join(format!("{id}.log"));
-    let mut offset = 0u64;
+    let mut follower = chatops_pipeline::joblog::Follower::new(&log_secrets(&config));
     let mut interrupted = false;
     let mut ended_at: Option<std::time::Instant> = None;
     let reply = loop {
         tokio::select! {
             reply = replies.recv() => break reply,
             _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                offset = copy_new_bytes(&log_path, offset);
+                let _ = follower.poll(&log_path, &mut std::io::stderr());
                 // The reply should follow the job's end within milliseconds; if it never
                 // comes (the outbox gave up), do not wait forever.
                 let ended = pipeline.job(id).is_none_or(|v| v.status.is_terminal());
@@ -323,7 +329,8 @@ async fn run(
             }
         }
     };
-    copy_new_bytes(&log_path, offset);
+    let _ = follower.poll(&log_path, &mut std::io::stderr());
+    let _ = follower.finish(&mut std::io::stderr());
     let Some(reply) = reply else {
         eprintln!("chatops: the pipeline stopped before the job's reply arrived");
         return ExitCode::from(1);
@@ -336,22 +343,6 @@ async fn run(
         Some(JobStatus::Succeeded) => ExitCode::SUCCESS,
         _ => ExitCode::from(1),
     }
-}
-
-/// Copies what the log gained since `offset` to stderr; returns the new offset.
-fn copy_new_bytes(path: &std::path::Path, offset: u64) -> u64 {
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return offset;
-    };
-    if file.seek(SeekFrom::Start(offset)).is_err() {
-        return offset;
-    }
-    let mut buf = Vec::new();
-    let Ok(n) = file.read_to_end(&mut buf) else {
-        return offset;
-    };
-    let _ = std::io::stderr().write_all(&buf);
-    offset + n as u64
 }
 
 /// Opens the store for the read-only commands (`jobs`, `log`).
@@ -463,25 +454,24 @@ async fn log(config: Config, id: &str) -> ExitCode {
     let path = record
         .log_path
         .unwrap_or_else(|| config.data_dir.join("logs").join(format!("{id}.log")));
-    match std::fs::File::open(&path) {
-        Ok(mut f) => {
-            let mut out = std::io::stdout().lock();
-            match std::io::copy(&mut f, &mut out) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("chatops: cannot print {}: {e}", path.display());
-                    ExitCode::from(1)
-                }
-            }
-        }
-        // A job that never started (manual, refused by a restart) has no log yet: nothing
-        // to print is still a known job.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ExitCode::SUCCESS,
+    // Cleaned and masked like every other view of a log (a job that never started has no
+    // log yet: nothing to print is still a known job).
+    let secrets = log_secrets(&config);
+    let mut out = std::io::stdout().lock();
+    match chatops_pipeline::joblog::copy(&path, &secrets, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("chatops: cannot read {}: {e}", path.display());
+            eprintln!("chatops: cannot print {}: {e}", path.display());
             ExitCode::from(1)
         }
     }
+}
+
+/// What `chatops log` and `chatops run` mask: every project's secrets and the server's own
+/// (the link key only when it already exists: reading a log must not create one).
+fn log_secrets(config: &Config) -> Vec<String> {
+    let key = std::fs::read(config.data_dir.join("link.key")).unwrap_or_default();
+    chatops::settings(config, String::new(), key).masked_values()
 }
 
 /// Jobs hold a pipe and a log file each: 1,000 jobs need ~2,000 descriptors, more than the

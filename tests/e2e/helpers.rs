@@ -182,6 +182,8 @@ pub struct Setup {
     /// Extra top-level YAML appended to the config (e.g. a `mattermost:` section); `{fake}` in it
     /// becomes the fake platform's base URL and `{fake_host}` its `host:port`.
     pub extra_config: String,
+    /// Extra variables in the server's environment (e.g. for `${NAME}` in the config).
+    pub env: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -193,6 +195,7 @@ impl Setup {
             slack_extra: String::new(),
             default_role: "developer".into(),
             extra_config: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -222,6 +225,11 @@ impl TestServer {
         );
         let config_path = dir.path().join("chatops.yaml");
         std::fs::write(&config_path, config).expect("config");
+        std::fs::write(
+            dir.path().join("server.env"),
+            serde_json::to_string(&setup.env).expect("env"),
+        )
+        .expect("env file");
         Self::spawn(Arc::new(dir), config_path, fake).await
     }
 
@@ -230,7 +238,11 @@ impl TestServer {
         config_path: PathBuf,
         fake: FakePlatform,
     ) -> TestServer {
+        // The server's extra environment, kept beside the config so a restart gets it too.
+        let env: Vec<(String, String)> =
+            serde_json::from_str(&read(&dir.path().join("server.env"))).unwrap_or_default();
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatops"))
+            .envs(env)
             .arg("serve")
             .arg("--config")
             .arg(&config_path)

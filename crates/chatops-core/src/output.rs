@@ -142,6 +142,111 @@ pub fn mask_secrets(text: &str, secrets: &[String]) -> String {
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
+/// A job log made readable, in a stream: cleaned as [`strip_ansi`] cleans it (escapes,
+/// `\r\e[0K` and markers removed, a lone `\r` replacing its line), *then* masked. Every path
+/// that shows a log to someone (job page, `chatops log`, `chatops run`, the end of a log after
+/// a crash) goes through it: a secret the job printed split by escapes (`S3cr\e[0mET`) only
+/// becomes whole once cleaned, so masking the raw bytes alone cannot catch it.
+#[derive(Debug, Default)]
+pub struct LogView {
+    cleaner: Cleaner,
+    sink: ViewSink,
+}
+
+/// [`LogView`]'s sink: holds the current line back (a lone `\r` may still replace it), then
+/// hands finished text to the masker.
+#[derive(Debug, Default)]
+struct ViewSink {
+    line: Vec<u8>,
+    overwrite: bool,
+    masker: SecretMasker,
+    out: Vec<u8>,
+}
+
+/// A line longer than this is passed on before it ends (a `\r` after that no longer replaces
+/// what went out), so a job that never prints a line feed cannot grow a reader's memory.
+const MAX_VIEW_LINE: usize = 64 * 1024;
+
+impl Sink for ViewSink {
+    fn text(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.overwrite {
+            self.overwrite = false;
+            if bytes.first() != Some(&b'\n') {
+                self.line.clear();
+            }
+        }
+        match rfind_line_feed(bytes) {
+            Some(i) => {
+                let (done, rest) = bytes.split_at_checked(i + 1).unwrap_or((bytes, &[]));
+                self.masker.push(&self.line, &mut self.out);
+                self.line.clear();
+                self.masker.push(done, &mut self.out);
+                self.line.extend_from_slice(rest);
+            }
+            None => self.line.extend_from_slice(bytes),
+        }
+        if self.line.len() > MAX_VIEW_LINE {
+            self.masker.push(&self.line, &mut self.out);
+            self.line.clear();
+        }
+    }
+
+    fn carriage_return(&mut self) {
+        self.overwrite = true;
+    }
+
+    fn section(&mut self, _start: bool, _name: &[u8]) {}
+}
+
+impl LogView {
+    /// A view masking the non-empty values among `secrets`.
+    pub fn new(secrets: &[String]) -> LogView {
+        LogView {
+            cleaner: Cleaner::default(),
+            sink: ViewSink {
+                masker: SecretMasker::new(secrets),
+                ..ViewSink::default()
+            },
+        }
+    }
+
+    /// Feeds the next raw bytes of the log (split anywhere); appends what is certain to `out`.
+    /// The current line and a short masking tail are held back until more comes or [`finish`].
+    ///
+    /// [`finish`]: LogView::finish
+    pub fn push(&mut self, raw: &[u8], out: &mut Vec<u8>) {
+        self.cleaner.feed(raw, &mut self.sink);
+        out.append(&mut self.sink.out);
+    }
+
+    /// Ends the stream: appends everything held back.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.cleaner.finish(&mut self.sink);
+        let sink = &mut self.sink;
+        sink.masker.push(&sink.line, &mut sink.out);
+        sink.line.clear();
+        sink.overwrite = false;
+        sink.masker.finish(&mut sink.out);
+        out.append(&mut sink.out);
+    }
+}
+
+/// A whole log (or the start of one) cleaned and masked with [`LogView`]; invalid UTF-8 is
+/// replaced.
+pub fn render_log(raw: &[u8], secrets: &[String]) -> String {
+    let mut view = LogView::new(secrets);
+    let mut out = Vec::with_capacity(raw.len());
+    view.push(raw, &mut out);
+    view.finish(&mut out);
+    match String::from_utf8(out) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
 /// Masks secret values in a byte stream that arrives in chunks (the job's log). It holds back
 /// the last `longest secret - 1` bytes of each chunk until the next one (or [`finish`]), so a
 /// secret split across two reads is still masked.
@@ -516,7 +621,7 @@ fn span(c: &[u8], at: usize, ok: impl Fn(u8) -> bool) -> Result<usize, MarkerSta
 }
 
 /// Where `c` stands against GitLab's marker grammar:
-/// `section_(start|end):\d+:[A-Za-z0-9_.-]+(\[[\w=, ]*\])?\r\e[0K`.
+/// `section_(start|end):\d+:[A-Za-z0-9_.-]+(\[\w+=\w+(, ?\w+=\w+)*\])?\r\e[0K`.
 fn marker_status(c: &[u8]) -> MarkerStatus {
     match parse_marker(c) {
         Ok(status) | Err(status) => status,
@@ -544,10 +649,7 @@ fn parse_marker(c: &[u8]) -> Result<MarkerStatus, MarkerStatus> {
     }
     let mut at = name_end;
     if c.get(at) == Some(&b'[') {
-        let options_end = span(c, at + 1, |b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'=' | b',' | b' ')
-        })?;
-        at = literal(c, options_end, b"]")?;
+        at = parse_options(c, at + 1)?;
     }
     let end = literal(c, at, b"\r\x1b[0K")?;
     if end != c.len() {
@@ -557,6 +659,35 @@ fn parse_marker(c: &[u8]) -> Result<MarkerStatus, MarkerStatus> {
         start,
         name_len: name_end - name_at,
     })
+}
+
+/// A marker's options after its `[`, up to and including the `]`: GitLab's
+/// `\[(?:\w+=\w+)(?:, ?(?:\w+=\w+))*\]` (`logs_section_options_regex`). So `[]`, a lone key,
+/// or two spaces after a comma make the whole thing text, not a marker.
+fn parse_options(c: &[u8], mut at: usize) -> Result<usize, MarkerStatus> {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    loop {
+        let key_end = span(c, at, word)?;
+        if key_end == at {
+            return Err(MarkerStatus::Invalid);
+        }
+        let value_at = literal(c, key_end, b"=")?;
+        let value_end = span(c, value_at, word)?;
+        if value_end == value_at {
+            return Err(MarkerStatus::Invalid);
+        }
+        match c.get(value_end) {
+            None => return Err(MarkerStatus::Partial),
+            Some(b']') => return Ok(value_end + 1),
+            Some(b',') => {
+                at = value_end + 1;
+                if c.get(at) == Some(&b' ') {
+                    at += 1;
+                }
+            }
+            Some(_) => return Err(MarkerStatus::Invalid),
+        }
+    }
 }
 
 /// Where a complete marker's name starts: after `section_start:TS:` / `section_end:TS:`.
@@ -1459,5 +1590,245 @@ mod tests {
         t.push_str(&section_end(AFTER_SCRIPT, 3));
         t.push_str(&error_line("ERROR: Job failed: exit code 1"));
         assert_eq!(collect(t.as_bytes(), false).text, "$ echo main\nmain");
+    }
+    #[test]
+    fn section_options_follow_gitlabs_grammar() {
+        // Markers: `key=value` pairs, a comma and at most one space between them.
+        for options in [
+            "[collapsed=true]",
+            "[a=b,c=d]",
+            "[a=b, c=d]",
+            "[hide_duration=1]",
+        ] {
+            let t = format!("x\nsection_start:1:chat_reply{options}\r\x1b[0K\nin\nsection_end:2:chat_reply\r\x1b[0K\n");
+            assert_eq!(
+                collect_every_split(t.as_bytes(), true).text,
+                "in",
+                "{options}"
+            );
+        }
+        // Not markers (GitLab's `logs_section_options_regex` does not match): shown as text.
+        for options in [
+            "[]",
+            "[a=b,  c=d]",
+            "[collapsed]",
+            "[a=b ]",
+            "[a=b,]",
+            "[ a=b]",
+            "[=b]",
+            "[a=]",
+            "[a=b;c=d]",
+        ] {
+            let marker = format!("section_start:1:chat_reply{options}\r\x1b[0K");
+            assert_eq!(
+                strip_ansi(&marker),
+                format!("section_start:1:chat_reply{options}")
+            );
+            let t = format!("x\n{marker}\nin\nsection_end:2:chat_reply\r\x1b[0K\n");
+            let out = collect_every_split(t.as_bytes(), false);
+            assert!(
+                out.text.contains("section_start:1:chat_reply"),
+                "{options}: {out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn log_view_masks_a_secret_split_by_escapes_across_every_chunk_boundary() {
+        let secrets = ["S3crETVALUE".to_owned()];
+        let raw =
+            b"pre S3cr\x1b[0mETVALUE mid S3\r\x1b[0KcrET\x1b]0;t\x07VALUE\nnext S3crETVALUE\n";
+        let want = "pre [MASKED] mid [MASKED]\nnext [MASKED]\n";
+        assert_eq!(render_log(raw, &secrets), want);
+        for cut in 0..=raw.len() {
+            let mut view = LogView::new(&secrets);
+            let mut out = Vec::new();
+            view.push(&raw[..cut], &mut out);
+            view.push(&raw[cut..], &mut out);
+            view.finish(&mut out);
+            assert_eq!(String::from_utf8_lossy(&out), want, "cut at {cut}");
+        }
+        // Cleaning as strip_ansi does: carriage returns replace their line.
+        assert_eq!(render_log(b"10%\r50%\r100%\ndone\r\n", &[]), "100%\ndone\n");
+        assert_eq!(
+            render_log(b"secret\rshown", &["secret".to_owned()]),
+            "shown"
+        );
+    }
+
+    #[test]
+    fn log_view_passes_a_huge_line_on_before_it_ends() {
+        let mut view = LogView::new(&["tok".to_owned()]);
+        let mut out = Vec::new();
+        view.push(&vec![b'y'; 3 * MAX_VIEW_LINE], &mut out);
+        assert!(out.len() >= 2 * MAX_VIEW_LINE, "{}", out.len());
+        view.finish(&mut out);
+        assert_eq!(out.len(), 3 * MAX_VIEW_LINE);
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Escapes, clear-line codes and markers a job may print between a secret's characters.
+        const NOISE: &[&str] = &[
+            "",
+            "\x1b[0m",
+            "\x1b[31;1m",
+            "\x1b[0;m",
+            "\r\x1b[0K",
+            "\x1b[0K",
+            "\x1b]0;title\x07",
+            "\x1b(B",
+            "\x07",
+            "\x08",
+            "\x1b[0Ksection_start:1:chat_reply\r\x1b[0K",
+            "section_end:2:step_script\r\x1b[0K",
+        ];
+
+        fn secret() -> impl Strategy<Value = String> {
+            proptest::collection::vec(0usize..36, 3..16).prop_map(|v| {
+                v.into_iter()
+                    .map(|i| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[i]))
+                    .collect()
+            })
+        }
+
+        /// Plain output: letters, digits, spaces and line feeds.
+        fn plain() -> impl Strategy<Value = String> {
+            proptest::collection::vec(0usize..40, 0..64).prop_map(|v| {
+                v.into_iter()
+                    .map(|i| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789 \n S"[i]))
+                    .collect()
+            })
+        }
+
+        /// The secret with a piece of noise before each of its characters.
+        fn disguised(secret: &str, noise: &[usize]) -> String {
+            let mut s = String::new();
+            for (i, c) in secret.chars().enumerate() {
+                let pick = noise.get(i).copied().unwrap_or(0) % NOISE.len();
+                s.push_str(NOISE[pick]);
+                s.push(c);
+            }
+            s
+        }
+
+        fn view_in_chunks(raw: &[u8], cuts: &[usize], secrets: &[String]) -> String {
+            let mut view = LogView::new(secrets);
+            let mut out = Vec::new();
+            let mut from = 0;
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (raw.len() + 1)).collect();
+            cuts.sort_unstable();
+            for cut in cuts {
+                view.push(&raw[from..cut], &mut out);
+                from = cut;
+            }
+            view.push(&raw[from..], &mut out);
+            view.finish(&mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(96))]
+
+            #[test]
+            fn cleaning_arbitrary_bytes_never_panics_and_leaves_no_escape(
+                raw in proptest::collection::vec(any::<u8>(), 0..600),
+                cuts in proptest::collection::vec(any::<usize>(), 0..4),
+            ) {
+                let text = strip_ansi(&String::from_utf8_lossy(&raw));
+                prop_assert!(!text.contains('\x1b'));
+                prop_assert!(!text.contains('\r'));
+                let viewed = view_in_chunks(&raw, &cuts, &[]);
+                prop_assert!(!viewed.contains('\x1b'));
+                // The stream view cleans as strip_ansi does when lines are short.
+                prop_assert_eq!(viewed, render_log(&raw, &[]));
+                let mut c = OutputCollector::new(256);
+                c.feed(&raw);
+                let out = c.finish(false, &[]);
+                prop_assert!(!out.text.contains('\x1b'));
+            }
+
+            #[test]
+            fn a_disguised_secret_never_shows_in_log_views_or_replies(
+                secret in secret(),
+                before in plain(),
+                after in plain(),
+                noise in proptest::collection::vec(any::<usize>(), 0..16),
+                cuts in proptest::collection::vec(any::<usize>(), 0..4),
+            ) {
+                let raw = format!("{before}{}{after}", disguised(&secret, &noise));
+                let secrets = vec![secret.clone()];
+                let viewed = view_in_chunks(raw.as_bytes(), &cuts, &secrets);
+                prop_assert!(!viewed.contains(&secret), "{:?} in {:?}", secret, viewed);
+                prop_assert!(viewed.contains(MASK), "{:?} from {:?}", viewed, raw);
+                for single in [false, true] {
+                    let mut c = OutputCollector::new(1 << 12);
+                    let mut from = 0;
+                    for &cut in &cuts {
+                        let cut = (cut % (raw.len() + 1)).max(from);
+                        c.feed(&raw.as_bytes()[from..cut]);
+                        from = cut;
+                    }
+                    c.feed(&raw.as_bytes()[from..]);
+                    let out = c.finish(single, &secrets);
+                    prop_assert!(!out.text.contains(&secret), "{:?}", out.text);
+                }
+            }
+
+            #[test]
+            fn a_disguised_secret_in_arbitrary_bytes_never_shows(
+                secret in secret(),
+                before in proptest::collection::vec(any::<u8>(), 0..200),
+                after in proptest::collection::vec(any::<u8>(), 0..200),
+                noise in proptest::collection::vec(any::<usize>(), 0..16),
+                cuts in proptest::collection::vec(any::<usize>(), 0..4),
+            ) {
+                let mut raw = before;
+                raw.extend_from_slice(disguised(&secret, &noise).as_bytes());
+                raw.extend_from_slice(&after);
+                let secrets = vec![secret.clone()];
+                let viewed = view_in_chunks(&raw, &cuts, &secrets);
+                prop_assert!(!viewed.contains(&secret), "{:?} in {:?}", secret, viewed);
+                let mut c = OutputCollector::new(1 << 12);
+                c.feed(&raw);
+                let out = c.finish(false, &secrets);
+                prop_assert!(!out.text.contains(&secret), "{:?}", out.text);
+            }
+
+            #[test]
+            fn masking_is_idempotent_and_streams_like_the_whole(
+                secrets in proptest::collection::vec(secret(), 1..4),
+                parts in proptest::collection::vec((plain(), 0usize..4), 0..8),
+                cuts in proptest::collection::vec(any::<usize>(), 0..4),
+            ) {
+                let mut text = String::new();
+                for (filler, pick) in &parts {
+                    text.push_str(filler);
+                    if let Some(s) = secrets.get(*pick) {
+                        text.push_str(s);
+                    }
+                }
+                let once = mask_secrets(&text, &secrets);
+                prop_assert_eq!(mask_secrets(&once, &secrets), once.clone());
+                for s in &secrets {
+                    prop_assert!(!once.contains(s.as_str()));
+                }
+                let mut masker = SecretMasker::new(&secrets);
+                let mut out = Vec::new();
+                let raw = text.as_bytes();
+                let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (raw.len() + 1)).collect();
+                cuts.sort_unstable();
+                let mut from = 0;
+                for cut in cuts {
+                    masker.push(&raw[from..cut], &mut out);
+                    from = cut;
+                }
+                masker.push(&raw[from..], &mut out);
+                masker.finish(&mut out);
+                prop_assert_eq!(String::from_utf8_lossy(&out), once);
+            }
+        }
     }
 }

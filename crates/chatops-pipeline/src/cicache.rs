@@ -233,6 +233,7 @@ mod tests {
             secrets: vec![],
             default_role: Role::Developer,
             members: vec![],
+            job_user: None,
         }
     }
 

@@ -31,8 +31,10 @@
 //!   a background process holding the pipe cannot keep the job open. The executor then waits
 //!   (bounded) until the group is gone, reaping members it is the parent of (as when chatops is
 //!   PID 1 in a container).
+//! - With a [`JobUser`], each shell drops to that user (groups, gid, uid) before it starts.
 //! - The trace (GitLab-runner style: [`chatops_core::output`]) streams to `log_path` with
-//!   secrets masked, while an [`OutputCollector`] keeps bounded tails for the reply. Reads grow
+//!   secrets masked (every secret the server knows, not only the project's; readers clean and
+//!   mask again: [`crate::joblog`]), while an [`OutputCollector`] keeps bounded tails for the reply. Reads grow
 //!   from 4 KiB to 64 KiB (a pipe's size) when output floods, so idle jobs stay small.
 //!
 //! Everything is async on the caller's Tokio runtime (actix's current-thread one): no thread
@@ -112,6 +114,82 @@ pub struct ExecSpec {
     /// A folder for script files, created only when a script is too big to pass to the shell
     /// as an argument (over 64 KiB); usually it is never created.
     pub scratch_dir: PathBuf,
+    /// Run the shells as this user (`server.job_user` / `projects.<name>.job_user`) instead of
+    /// the server's. `None`: the server's user.
+    pub user: Option<JobUser>,
+}
+
+/// A system user jobs run as: resolved once, when the config is loaded, so the spawn only
+/// makes async-signal-safe calls (setgroups, setgid, setuid) between fork and exec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (as `initgroups` would set them).
+    pub groups: Vec<u32>,
+    /// The user's home, from the password database.
+    pub home: PathBuf,
+}
+
+impl JobUser {
+    /// Looks `name` up in the password and group databases.
+    pub fn lookup(name: &str) -> Result<JobUser, String> {
+        let c_name = std::ffi::CString::new(name)
+            .map_err(|_| format!("`{name}` is not a user name (it holds a NUL byte)"))?;
+        // SAFETY: getpwnam_r with a zeroed passwd, a buffer we own and its length; the
+        // strings it points `pwd` into live in `buf`, read before `buf` goes.
+        let (uid, gid, home) = unsafe {
+            let mut pwd: libc::passwd = std::mem::zeroed();
+            let mut result: *mut libc::passwd = std::ptr::null_mut();
+            let mut buf = vec![0 as libc::c_char; 16 * 1024];
+            let rc = libc::getpwnam_r(
+                c_name.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            );
+            if rc != 0 || result.is_null() {
+                return Err(format!(
+                    "no user `{name}` on this system (create it, or fix the name)"
+                ));
+            }
+            let home = if pwd.pw_dir.is_null() {
+                PathBuf::from("/")
+            } else {
+                PathBuf::from(<OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+                    std::ffi::CStr::from_ptr(pwd.pw_dir).to_bytes(),
+                ))
+            };
+            (pwd.pw_uid, pwd.pw_gid, home)
+        };
+        let mut groups: Vec<libc::gid_t> = vec![0; 64];
+        loop {
+            let mut n = libc::c_int::try_from(groups.len()).unwrap_or(libc::c_int::MAX);
+            // SAFETY: `groups` has room for `n` entries; getgrouplist writes at most `n` and
+            // sets `n` to the number it needs.
+            let rc =
+                unsafe { libc::getgrouplist(c_name.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
+            let needed = usize::try_from(n).unwrap_or(0);
+            if rc >= 0 {
+                groups.truncate(needed);
+                break;
+            }
+            if needed <= groups.len() || needed > 65536 {
+                groups = vec![gid];
+                break;
+            }
+            groups.resize(needed, 0);
+        }
+        Ok(JobUser {
+            name: name.to_owned(),
+            uid,
+            gid,
+            groups,
+            home,
+        })
+    }
 }
 
 impl fmt::Debug for ExecSpec {
@@ -130,6 +208,7 @@ impl fmt::Debug for ExecSpec {
             .field("log_path", &self.log_path)
             .field("secrets", &self.secrets.len())
             .field("scratch_dir", &self.scratch_dir)
+            .field("user", &self.user.as_ref().map(|u| &u.name))
             .finish()
     }
 }
@@ -212,7 +291,7 @@ pub fn start(
     let step_commands = commands(spec.before_script.iter().chain(&spec.script));
     let single_command = commands(&spec.before_script).is_empty() && step_commands.len() == 1;
     let step_script = script_text(shell, STEP_SCRIPT, &step_commands);
-    let env = child_env(&spec.env);
+    let env = child_env(&spec.env, spec.user.as_ref(), &spec.workdir);
 
     let shared = Arc::new(Shared::default());
     let mut trace = Trace::new(log, &spec, shared.clone());
@@ -242,6 +321,7 @@ pub fn start(
         &spec.scratch_dir.join("step_script.sh"),
         &spec.workdir,
         &env,
+        spec.user.as_ref(),
     )?;
     shared.pgid.store(step.pgid, Ordering::Relaxed);
     tracing::info!(job = %spec.job_id, name = %spec.job_name, shell = shell.name, pgid = step.pgid, "job started");
@@ -423,6 +503,7 @@ async fn run_after_script(
         &job.spec.scratch_dir.join("after_script.sh"),
         &job.spec.workdir,
         &env,
+        job.spec.user.as_ref(),
     );
     let mut canceled = None;
     match spawned {
@@ -780,10 +861,27 @@ fn sh_quote(text: &str) -> String {
 }
 
 /// The child's whole environment: the safe base of the server's, then the job's variables.
-fn child_env(job_env: &[(String, String)]) -> Vec<(OsString, OsString)> {
+fn child_env(
+    job_env: &[(String, String)],
+    user: Option<&JobUser>,
+    workdir: &Path,
+) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(name, _)| is_safe_base(name))
         .collect();
+    if let Some(user) = user {
+        // The server's HOME (root's) is no use to another user: theirs if it exists, else
+        // the job's working directory (`nobody`'s is /nonexistent).
+        let home = if user.home.is_dir() {
+            user.home.as_os_str().to_owned()
+        } else {
+            workdir.as_os_str().to_owned()
+        };
+        env.retain(|(name, _)| !matches!(name.to_str(), Some("HOME" | "USER" | "LOGNAME")));
+        env.push(("HOME".into(), home));
+        env.push(("USER".into(), user.name.clone().into()));
+        env.push(("LOGNAME".into(), user.name.clone().into()));
+    }
     for (name, value) in job_env {
         if name.is_empty() || name.contains('=') || name.contains('\0') {
             tracing::warn!(name = %name.escape_debug(), "skipping a variable whose name cannot be in an environment");
@@ -856,9 +954,10 @@ fn spawn_script(
     file: &Path,
     workdir: &Path,
     env: &[(OsString, OsString)],
+    user: Option<&JobUser>,
 ) -> io::Result<Running> {
     if script.len() <= INLINE_SCRIPT_MAX {
-        match spawn_shell(shell, ScriptArg::Inline(script), workdir, env) {
+        match spawn_shell(shell, ScriptArg::Inline(script), workdir, env, user) {
             // Arguments and environment together are bounded too (ARG_MAX): a job with huge
             // variables may not leave room for the script. The file may still fit.
             Err(e) if e.raw_os_error() == Some(libc::E2BIG) => {
@@ -874,16 +973,30 @@ fn spawn_script(
         std::fs::create_dir_all(folder)?;
     }
     std::fs::write(file, script)?;
-    spawn_shell(shell, ScriptArg::File(file), workdir, env)
+    if let Some(user) = user {
+        // The job's user must read its script (the folder is private to the server).
+        for path in [folder_of(file), file] {
+            std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))?;
+        }
+    }
+    spawn_shell(shell, ScriptArg::File(file), workdir, env, user)
+}
+
+/// The folder a file is in (`.` for a bare name).
+fn folder_of(file: &Path) -> &Path {
+    file.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Starts `shell` on `script` in `workdir`, leading a new process group, stdout and stderr on
-/// one pipe, stdin on /dev/null.
+/// one pipe, stdin on /dev/null; as `user` when given.
 fn spawn_shell(
     shell: &Shell,
     script: ScriptArg<'_>,
     workdir: &Path,
     env: &[(OsString, OsString)],
+    user: Option<&JobUser>,
 ) -> io::Result<Running> {
     let (read_end, write_end) = cloexec_pipe()?;
     // Before the spawn, so a failure here leaves no process behind.
@@ -907,6 +1020,24 @@ fn spawn_shell(
         .stderr(Stdio::from(stderr_end))
         .process_group(0)
         .kill_on_drop(true);
+    if let Some(user) = user {
+        let (uid, gid) = (user.uid, user.gid);
+        let groups: Vec<libc::gid_t> = user.groups.clone();
+        // SAFETY: between fork and exec only async-signal-safe calls: setgroups, setgid,
+        // setuid (groups first, while still privileged; the uid last). `Command::uid` is not
+        // used: std would clear the supplementary groups instead of setting the user's.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     let child = command.spawn()?;
     // The Command holds our copies of the write end: they must close for EOF to ever come.
     drop(command);
@@ -1099,6 +1230,7 @@ mod tests {
                 log_path: self.dir.path().join("logs").join(format!("{id}.log")),
                 secrets: Vec::new(),
                 scratch_dir: self.dir.path().join("scratch"),
+                user: None,
             }
         }
 

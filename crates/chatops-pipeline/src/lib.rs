@@ -11,11 +11,13 @@
 //! - [`recovery`]: what a restart does about jobs the previous run left.
 //! - [`git`]: reading a project's repository at its branch's HEAD.
 //! - [`messages`]: every message chatops says to a user, worded once.
+//! - [`joblog`]: reading a job's log for people: cleaned, then masked (the only way).
 //! - [`links`]: signed job-page links. [`metrics`]: counters for `/metrics`.
 
 pub mod cicache;
 pub mod executor;
 pub mod git;
+pub mod joblog;
 pub mod links;
 pub mod messages;
 pub mod metrics;

@@ -10,20 +10,19 @@
 //!
 //! Replies still in the outbox are sent by the outbox lanes, which start right after.
 
+use crate::joblog;
 use crate::messages::{self, JobRef};
 use crate::outbox;
 use crate::pipeline::Shared;
-use chatops_core::output::strip_ansi;
 use chatops_core::{JobId, JobStatus, OutputBlock};
 use chatops_store::{JobRecord, JobUpdate};
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 /// How much of an interrupted job's log its reply shows.
-const TAIL_BYTES: u64 = 4096;
+const TAIL_BYTES: usize = 4096;
 
 pub(crate) async fn recover(shared: &Arc<Shared>) {
     let stale = match shared.store.jobs_with_status(&["running", "queued"]).await {
@@ -90,30 +89,17 @@ fn interrupted_reply(shared: &Shared, job: &JobRecord) -> chatops_core::Reply {
         .log_path
         .clone()
         .unwrap_or_else(|| shared.settings.log_path(job.id));
-    let (text, omitted) = log_tail(&log);
+    let secrets = shared.settings.masked_values();
+    let tail = joblog::read_tail(&log, TAIL_BYTES, &secrets).unwrap_or_default();
     messages::finished(
         &job_ref,
         &JobStatus::Interrupted,
         None,
         OutputBlock {
-            text,
-            omitted_bytes: omitted,
+            text: tail.text,
+            omitted_bytes: tail.skipped,
         },
     )
-}
-
-/// The end of a log, cleaned for a reply.
-fn log_tail(path: &Path) -> (String, u64) {
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return (String::new(), 0);
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let skip = len.saturating_sub(TAIL_BYTES);
-    let mut buf = Vec::new();
-    if f.seek(SeekFrom::Start(skip)).is_err() || f.read_to_end(&mut buf).is_err() {
-        return (String::new(), 0);
-    }
-    (strip_ansi(&String::from_utf8_lossy(&buf)), skip)
 }
 
 /// The value of `CHATOPS_JOB` for a job of the server whose data lives in `data_dir`.

@@ -22,6 +22,9 @@ pub struct Settings {
     /// On shutdown, how long running jobs may finish before they are stopped.
     pub shutdown_grace: Duration,
     pub projects: Vec<ProjectSettings>,
+    /// The server's own secrets (platform signing secrets and tokens, the link key as hex):
+    /// masked in every job's output like the projects' secrets.
+    pub server_secrets: Vec<String>,
 }
 
 /// One configured project.
@@ -44,6 +47,9 @@ pub struct ProjectSettings {
     pub secrets: Vec<(String, String)>,
     pub default_role: Role,
     pub members: Vec<Member>,
+    /// Jobs run as this user (`projects.<name>.job_user`, else `server.job_user`); `None`: as
+    /// the server's user.
+    pub job_user: Option<crate::executor::JobUser>,
 }
 
 /// A chat user's role in a project.
@@ -75,6 +81,25 @@ impl ProjectSettings {
 }
 
 impl Settings {
+    /// Every value masked in job output, logs and replies: all projects' secrets (a job of one
+    /// project may print another's, e.g. read from a shared file) and the server's own.
+    pub fn masked_values(&self) -> Vec<String> {
+        let mut values: Vec<String> = self
+            .projects
+            .iter()
+            .flat_map(ProjectSettings::secret_values)
+            .chain(
+                self.server_secrets
+                    .iter()
+                    .filter(|v| !v.is_empty())
+                    .cloned(),
+            )
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        values
+    }
+
     /// The project a slash command addresses (`/demo`), case-insensitively as platforms do.
     pub fn project_for_command(&self, slash_command: &str) -> Option<&ProjectSettings> {
         let wanted = slash_command.trim();
@@ -127,6 +152,7 @@ mod tests {
                 user: UserId::new("U1"),
                 role: Role::Maintainer,
             }],
+            job_user: None,
         };
         let slack = PlatformId::new("slack");
         assert_eq!(

@@ -3,14 +3,13 @@
 
 use crate::WebState;
 use actix_web::{web, HttpResponse};
-use chatops_core::output::strip_ansi;
 use chatops_core::reply::format_duration;
 use chatops_core::JobId;
+use chatops_pipeline::joblog;
 use serde::Deserialize;
-use std::io::{Read, Seek, SeekFrom};
 
 /// How much of the end of a log the page shows (the full log stays on disk: `chatops log ID`).
-const PAGE_LOG_BYTES: u64 = 512 * 1024;
+const PAGE_LOG_BYTES: usize = 512 * 1024;
 
 #[derive(Deserialize)]
 pub(crate) struct PageQuery {
@@ -36,12 +35,15 @@ pub(crate) async fn job_page(
         return not_found();
     };
     let path = view.log_path.clone();
-    let tail = web::block(move || read_tail(&path, PAGE_LOG_BYTES))
+    // Cleaned, then masked with every secret the server knows (the page shows what the reply
+    // shows: a secret printed split by escapes is masked here too).
+    let secrets = state.pipeline.shared().settings.masked_values();
+    let tail = web::block(move || joblog::read_tail(&path, PAGE_LOG_BYTES, &secrets))
         .await
         .ok()
         .and_then(|r| r.ok())
         .unwrap_or_default();
-    let log = strip_ansi(&String::from_utf8_lossy(&tail.bytes));
+    let log = tail.text;
     if query.raw.is_some() {
         return HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")
@@ -91,27 +93,6 @@ fn not_found() -> HttpResponse {
         .body("no such job page (check the link)\n")
 }
 
-#[derive(Default)]
-struct Tail {
-    bytes: Vec<u8>,
-    skipped: u64,
-}
-
-/// The last `max` bytes of a file (a missing file is an empty log: the job has not started).
-fn read_tail(path: &std::path::Path, max: u64) -> std::io::Result<Tail> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Tail::default()),
-        Err(e) => return Err(e),
-    };
-    let len = file.metadata()?.len();
-    let skipped = len.saturating_sub(max);
-    file.seek(SeekFrom::Start(skipped))?;
-    let mut bytes = Vec::with_capacity((len - skipped) as usize);
-    file.take(max).read_to_end(&mut bytes)?;
-    Ok(Tail { bytes, skipped })
-}
-
 pub(crate) fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -137,17 +118,5 @@ mod tests {
             html_escape("<a href='x'>&</a>"),
             "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;"
         );
-    }
-
-    #[test]
-    fn tail_of_a_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("1.log");
-        std::fs::write(&p, "0123456789").expect("write");
-        let t = read_tail(&p, 4).expect("tail");
-        assert_eq!(t.bytes, b"6789");
-        assert_eq!(t.skipped, 6);
-        let t = read_tail(&dir.path().join("none.log"), 4).expect("missing is empty");
-        assert!(t.bytes.is_empty());
     }
 }
