@@ -33,9 +33,9 @@ pub use error::DiscordError;
 pub use inbound::{PLATFORM, TEXT_OPTION};
 
 use chatops_core::{
-    BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HttpReply, Inbound,
-    InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget, Route, RouteKind, Via,
-    Visibility,
+    BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HostAllowList,
+    HttpReply, Inbound, InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget,
+    Route, RouteKind, Via, Visibility,
 };
 use ed25519_dalek::VerifyingKey;
 use serde_json::json;
@@ -48,20 +48,23 @@ pub struct DiscordAdapter {
     key: VerifyingKey,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
-    allowed_hosts: Vec<String>,
+    /// Follow-ups go only to `api_url`'s host.
+    allowed: HostAllowList,
     followup_base: String,
 }
 
 impl DiscordAdapter {
     /// An adapter for `config`; fails when the public key is not a valid Ed25519 key (the
-    /// message says what to fix). `clock` checks timestamps, `http` posts follow-ups.
+    /// message says what to fix). `clock` checks timestamps, `http` posts follow-ups (and
+    /// must follow no redirects: `reqwest::redirect::Policy::none()`).
     pub fn new(
         config: DiscordConfig,
         clock: Arc<dyn Clock>,
         http: reqwest::Client,
     ) -> Result<Self, DiscordError> {
         let key = config.verifying_key()?;
-        let allowed_hosts = config.allowed_hosts();
+        // `validate` checked api_url; an unusable one refuses every follow-up, with why.
+        let allowed = HostAllowList::for_base_url(config.api_base()).unwrap_or_default();
         let followup_base = format!(
             "{}/webhooks/{}",
             config.api_base(),
@@ -72,7 +75,7 @@ impl DiscordAdapter {
             key,
             clock,
             http,
-            allowed_hosts,
+            allowed,
             followup_base,
         })
     }
@@ -163,7 +166,7 @@ impl ChatAdapter for DiscordAdapter {
             match via {
                 Via::ResponseUrl => {
                     let message = render::render_message(reply);
-                    deliver::followup(&self.http, &self.allowed_hosts, target, &message).await
+                    deliver::followup(&self.http, &self.allowed, target, &message).await
                 }
                 Via::BotApi => Err(DeliveryError::permanent(
                     "Discord replies go only through the interaction's follow-up webhook \

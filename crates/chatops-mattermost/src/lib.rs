@@ -28,8 +28,9 @@ pub use error::MattermostError;
 pub use inbound::PLATFORM;
 
 use chatops_core::{
-    BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HttpReply, Inbound,
-    InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget, Route, RouteKind, Via,
+    BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HostAllowList,
+    HttpReply, Inbound, InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget,
+    Route, RouteKind, Via,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -43,19 +44,26 @@ pub struct MattermostAdapter {
     config: MattermostConfig,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
-    allowed_hosts: Vec<String>,
+    /// Where `response_url` replies may go, parsed once.
+    allowed: HostAllowList,
     actions_url: Option<String>,
 }
 
 impl MattermostAdapter {
     /// An adapter for `config`; `clock` stamps commands, `http` posts replies.
+    /// `http` must follow no redirects (`reqwest::redirect::Policy::none()`).
     pub fn new(config: MattermostConfig, clock: Arc<dyn Clock>, http: reqwest::Client) -> Self {
-        let allowed_hosts = config.allowed_hosts();
+        // `validate` reports a bad entry at start; should one get here anyway, an empty list
+        // refuses every response_url (each refusal recorded with why).
+        let allowed = config.allow_list().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "mattermost.response_url_hosts is unusable: replies go through the bot API only");
+            HostAllowList::default()
+        });
         MattermostAdapter {
             config,
             clock,
             http,
-            allowed_hosts,
+            allowed,
             actions_url: None,
         }
     }
@@ -174,8 +182,7 @@ impl ChatAdapter for MattermostAdapter {
             let message = self.render_reply(reply);
             match via {
                 Via::ResponseUrl => {
-                    deliver::via_response_url(&self.http, &self.allowed_hosts, target, &message)
-                        .await
+                    deliver::via_response_url(&self.http, &self.allowed, target, &message).await
                 }
                 Via::BotApi => {
                     let base = self.config.base_url().ok_or_else(|| {

@@ -27,8 +27,9 @@ pub use inbound::PLATFORM;
 pub use signature::{sign, verify};
 
 use chatops_core::{
-    BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HttpReply, Inbound,
-    InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget, Route, RouteKind, Via,
+    BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HostAllowList,
+    HttpReply, Inbound, InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget,
+    Route, RouteKind, Via,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,15 +39,25 @@ pub struct SlackAdapter {
     config: SlackConfig,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
+    /// `response_url_hosts`, parsed once.
+    allowed: HostAllowList,
 }
 
 impl SlackAdapter {
-    /// An adapter for `config`; `clock` checks request timestamps, `http` posts replies.
+    /// An adapter for `config`; `clock` checks request timestamps, `http` posts replies (and
+    /// must follow no redirects: `reqwest::redirect::Policy::none()`).
     pub fn new(config: SlackConfig, clock: Arc<dyn Clock>, http: reqwest::Client) -> Self {
+        // `SlackConfig::validate` reports a bad entry at start; should one get here anyway, an
+        // empty list refuses every response_url (and each refusal is recorded with why).
+        let allowed = config.allow_list().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "slack.response_url_hosts is unusable: replies go through the bot API only");
+            HostAllowList::default()
+        });
         SlackAdapter {
             config,
             clock,
             http,
+            allowed,
         }
     }
 
@@ -146,13 +157,7 @@ impl ChatAdapter for SlackAdapter {
             let message = render::render_message(reply);
             match via {
                 Via::ResponseUrl => {
-                    deliver::via_response_url(
-                        &self.http,
-                        &self.config.response_url_hosts,
-                        target,
-                        message,
-                    )
-                    .await
+                    deliver::via_response_url(&self.http, &self.allowed, target, message).await
                 }
                 Via::BotApi => {
                     deliver::via_bot_api(
