@@ -1,0 +1,114 @@
+//! Adapter security and button answers (issue #9 items 2, 4, 6, 7, 10): where replies may go,
+//! replays, signed buttons, and that every click gets an answer.
+
+use crate::helpers::*;
+use crate::CI;
+
+/// The `last_error` of every reply the outbox gave up, read from the store as an operator
+/// would (read-only, beside the live server), waiting until there are `n`.
+async fn given_up_replies(server: &TestServer, n: usize) -> Vec<String> {
+    let path = server.data_dir().join("chatops.db");
+    let mut found = Vec::new();
+    eventually("replies given up in the outbox", || {
+        let Ok(db) = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        ) else {
+            return false;
+        };
+        let rows = db
+            .prepare("SELECT coalesce(last_error, '') FROM outbox WHERE state = 'failed'")
+            .and_then(|mut s| {
+                s.query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            });
+        found = rows.unwrap_or_default();
+        found.len() >= n
+    })
+    .await;
+    found
+}
+
+/// Issue #9 item 2: an allowed host answering 307 to another host must not get the reply
+/// forwarded; the outbox gives up and records why.
+#[actix_web::test]
+async fn a_redirect_from_an_allowed_host_is_not_followed() {
+    let server = TestServer::start(Setup::ci(CI)).await;
+    let elsewhere = FakePlatform::start();
+    server.fake.answer_with(vec![Canned {
+        status: 307,
+        headers: vec![(
+            "location".into(),
+            format!("{}/stolen/reply", elsewhere.base),
+        )],
+        body: String::new(),
+    }]);
+    let (status, ack) = server.slack_command("UDEV", "run hello-world", 1).await;
+    assert_eq!(status, 200, "{ack}");
+    let errors = given_up_replies(&server, 1).await;
+    assert!(
+        errors[0].contains("307") && errors[0].contains("redirect"),
+        "{errors:?}"
+    );
+    assert!(
+        !errors[0].contains("stolen"),
+        "never the whole URL: {errors:?}"
+    );
+    assert_eq!(server.fake.received_at("/response/1").len(), 1);
+    assert!(
+        elsewhere.received().is_empty(),
+        "the redirect target got: {:#?}",
+        elsewhere.received()
+    );
+}
+
+/// A Mattermost slash command whose `response_url` is `response_url`.
+async fn mattermost_command(server: &TestServer, text: &str, response_url: &str) -> u16 {
+    let body = serde_urlencoded::to_string([
+        ("channel_id", "fukgjpcbpbdd9mj6jm5yzyqwxw"),
+        ("command", "/demo"),
+        ("response_url", response_url),
+        ("team_id", "zmw7w5gg1jbexkymyrkm3nsh8o"),
+        ("text", text),
+        ("token", MM_TOKEN),
+        ("trigger_id", &format!("trigger-{}", unix_now())),
+        ("user_id", "8ajk3h1p4jfz7c9t1s6rwhcqxo"),
+        ("user_name", "alice"),
+    ])
+    .expect("form");
+    let request = server
+        .http()
+        .post(format!("{}/mattermost/commands", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    server.request(request).await.0
+}
+
+const MM_TOKEN: &str = "e2esecuritytoken000000000a";
+
+/// Issue #9 item 4: an entry without a port matched any port. `127.0.0.1` allows port 80
+/// only, so a response_url at the fake's port is refused: nothing posted, the reason recorded.
+#[actix_web::test]
+async fn a_response_url_on_another_port_than_the_entry_is_refused() {
+    let mut setup = Setup::ci(CI);
+    setup.extra_config = format!(
+        "mattermost:\n  url: {{fake}}\n  tokens: [\"{MM_TOKEN}\"]\n  response_url_hosts: [\"127.0.0.1\"]\n"
+    );
+    let server = TestServer::start(setup).await;
+    let url = format!("{}/hooks/refused", server.fake.base);
+    assert_eq!(
+        mattermost_command(&server, "run hello-world", &url).await,
+        200
+    );
+    let errors = given_up_replies(&server, 1).await;
+    assert!(
+        errors[0].contains("refusing") && errors[0].contains("127.0.0.1"),
+        "{errors:?}"
+    );
+    assert!(!errors[0].contains("/hooks/refused"), "{errors:?}");
+    assert!(
+        server.fake.received().is_empty(),
+        "posted to a refused response_url: {:#?}",
+        server.fake.received()
+    );
+}
