@@ -112,3 +112,33 @@ async fn a_response_url_on_another_port_than_the_entry_is_refused() {
         server.fake.received()
     );
 }
+
+/// Issue #9 item 7: a signed Slack body without `trigger_id`, replayed within the 5-minute
+/// window, ran twice. The same signed body posted twice runs one job; the replay gets a 200.
+#[actix_web::test]
+async fn a_replayed_slack_body_without_trigger_id_runs_once() {
+    let server = TestServer::start(Setup::ci(CI)).await;
+    let form: Vec<(String, String)> = server
+        .slack_form("UDEV", "run hello-world", 1)
+        .into_iter()
+        .filter(|(k, _)| k != "trigger_id")
+        .collect();
+    let body = serde_urlencoded::to_string(form).expect("form");
+    let at = unix_now();
+    let (status, first) = server
+        .post_slack("/slack/commands", body.clone(), SLACK_SECRET, at)
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert!(first.contains("in_channel"), "taken: {first}");
+    server.fake.wait_for("/response/1", 1).await;
+    let (status, again) = server
+        .post_slack("/slack/commands", body, SLACK_SECRET, at)
+        .await;
+    assert_eq!(status, 200, "a replay still gets 200: {again}");
+    let again: serde_json::Value = serde_json::from_str(&again).expect("JSON");
+    assert_eq!(again["response_type"], "ephemeral", "{again}");
+    assert!(slack_text(&again).contains("already"), "{again}");
+    assert_eq!(server.metric("chatops_jobs_started_total").await, 1);
+    assert_eq!(server.metric("chatops_commands_received_total").await, 1);
+    assert_eq!(server.fake.received_at("/response/1").len(), 1);
+}
