@@ -142,3 +142,69 @@ async fn a_replayed_slack_body_without_trigger_id_runs_once() {
     assert_eq!(server.metric("chatops_commands_received_total").await, 1);
     assert_eq!(server.fake.received_at("/response/1").len(), 1);
 }
+
+/// A signed Slack `block_actions` click on a button whose value is `command_line`, by `user`,
+/// whose `response_url` is the fake's `/actions/{n}`.
+async fn slack_click(server: &TestServer, user: &str, command_line: &str, n: u32) -> u16 {
+    let payload = serde_json::json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": format!("name-of-{user}")},
+        "team": {"id": "T0001"},
+        "channel": {"id": "C2147483705", "name": "ops"},
+        "container": {"type": "message", "channel_id": "C2147483705", "message_ts": "1.2"},
+        "response_url": format!("{}/actions/{n}", server.fake.base),
+        "trigger_id": format!("click.{n}.{}", unix_now()),
+        "actions": [{"type": "button", "action_id": "chatops-0", "value": command_line}],
+    });
+    let body = serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form");
+    let (status, answer) = server
+        .post_slack("/slack/actions", body, SLACK_SECRET, unix_now())
+        .await;
+    assert!(
+        answer.is_empty(),
+        "Slack ignores a click's answer body: {answer}"
+    );
+    status
+}
+
+/// The job id in a manual job's ack ("... play it with /demo play 7 ...").
+fn manual_job_id(ack: &str) -> u64 {
+    ack.split("/demo play ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or_else(|| panic!("the ack says how to play: {ack}"))
+}
+
+/// Issue #9 item 10: a guest's Play click and a successful one posted nothing. The guest is
+/// told why (only they see it), the developer's click says who played the job, in the channel.
+#[actix_web::test]
+async fn every_slack_click_gets_a_visible_answer() {
+    let server = TestServer::start(Setup::ci(CI)).await;
+    let (status, ack) = server.slack_command("UDEV", "run manual-deploy", 1).await;
+    assert_eq!(status, 200, "{ack}");
+    let id = manual_job_id(&ack);
+    let play = format!("/demo play {id}");
+
+    assert_eq!(slack_click(&server, "UGUEST", &play, 2).await, 200);
+    let refusal = server.fake.wait_for("/actions/2", 1).await[0].body.clone();
+    assert_eq!(refusal["response_type"], "ephemeral", "{refusal}");
+    assert_eq!(refusal["replace_original"], false, "{refusal}");
+    let said = slack_text(&refusal);
+    assert!(
+        said.contains("UGUEST") && said.contains("developer"),
+        "{said}"
+    );
+    assert_eq!(server.metric("chatops_jobs_started_total").await, 0);
+
+    assert_eq!(slack_click(&server, "UDEV", &play, 3).await, 200);
+    let played = server.fake.wait_for("/actions/3", 1).await[0].body.clone();
+    assert_eq!(played["response_type"], "in_channel", "{played}");
+    let said = slack_text(&played);
+    assert!(
+        said.contains("<@UDEV>") && said.contains("played") && said.contains("manual-deploy"),
+        "{said}"
+    );
+    let replies = server.fake.wait_for("/response/1", 1).await;
+    assert!(slack_text(&replies[0].body).contains("deployed by chat"));
+}

@@ -240,6 +240,15 @@ pub trait ChatAdapter: Send + Sync + 'static {
     /// The HTTP answer to a command, carrying `ack` (accepted, queued, or an error for the user).
     fn ack(&self, command: &ChatCommand, ack: &Reply) -> HttpReply;
 
+    /// For a platform that ignores the body of a button click's HTTP answer (Slack's
+    /// `block_actions`): the ack to post as a message instead, through the click's reply
+    /// channel, so every click gets a visible answer. `None` (the default): [`Self::ack`]'s
+    /// HTTP answer shows it.
+    fn click_answer(&self, command: &ChatCommand, ack: &Reply) -> Option<Reply> {
+        let _ = (command, ack);
+        None
+    }
+
     /// Renders a reply to the platform's message JSON (what `deliver` would post).
     fn render(&self, reply: &Reply) -> serde_json::Value;
 

@@ -35,7 +35,7 @@ pub use inbound::{PLATFORM, TEXT_OPTION};
 use chatops_core::{
     BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HostAllowList,
     HttpReply, Inbound, InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget,
-    Route, RouteKind, Via, Visibility,
+    Route, RouteKind, Via,
 };
 use ed25519_dalek::VerifyingKey;
 use serde_json::json;
@@ -142,14 +142,12 @@ impl ChatAdapter for DiscordAdapter {
         .map_err(to_inbound_error)
     }
 
-    fn ack(&self, command: &ChatCommand, ack: &Reply) -> HttpReply {
-        if ack.visibility == Visibility::Ephemeral || !command.via_button {
-            // 4: CHANNEL_MESSAGE_WITH_SOURCE. Deferring a command's in-channel ack (type 5)
-            // would hide it: a manual job's "play it with /demo play N" would never be seen.
-            return HttpReply::json(&json!({"type": 4, "data": render::render_message(ack)}));
-        }
-        // 6: DEFERRED_UPDATE_MESSAGE (the clicked message stays as it is).
-        HttpReply::json(&json!({"type": 6}))
+    /// Every answer is type 4 (CHANNEL_MESSAGE_WITH_SOURCE) carrying the ack: a command's
+    /// in-channel ack must be seen (a manual job's "play it with /demo play N"), and so must a
+    /// click's ("played by ...", a refusal for the clicker). Deferring a click (type 6) left
+    /// the clicker with no answer at all (issue #9 item 10).
+    fn ack(&self, _command: &ChatCommand, ack: &Reply) -> HttpReply {
+        HttpReply::json(&json!({"type": 4, "data": render::render_message(ack)}))
     }
 
     fn render(&self, reply: &Reply) -> serde_json::Value {
@@ -180,7 +178,7 @@ impl ChatAdapter for DiscordAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatops_core::{FixedClock, Inline, Tone};
+    use chatops_core::{FixedClock, Inline, Tone, Visibility};
     use std::time::SystemTime;
 
     const NOW: u64 = 1_700_000_000;
@@ -280,9 +278,11 @@ mod tests {
         );
         assert_eq!(body["data"]["content"], "❌ not allowed");
 
+        // A click is answered in the channel too (a deferred update showed nothing).
         let click = command(&a, BUTTON)?;
         let body: serde_json::Value = serde_json::from_slice(&a.ack(&click, &accepted).body)?;
-        assert_eq!(body, json!({"type": 6}));
+        assert_eq!(body["type"], 4);
+        assert_eq!(body["data"]["content"], "`/demo play 7`");
         Ok(())
     }
 

@@ -190,6 +190,13 @@ impl ChatAdapter for SlackAdapter {
         HttpReply::json(&render::render_message(ack))
     }
 
+    /// A click's ack (an ephemeral refusal for the clicker, or "played by ..." in the channel)
+    /// is posted to the click's `response_url`: the answer's body would be ignored.
+    /// <https://api.slack.com/interactivity/handling#message_responses>
+    fn click_answer(&self, command: &ChatCommand, ack: &Reply) -> Option<Reply> {
+        command.via_button.then(|| ack.clone())
+    }
+
     fn render(&self, reply: &Reply) -> serde_json::Value {
         render::render_message(reply)
     }
