@@ -62,6 +62,9 @@ impl DiscordAdapter {
         clock: Arc<dyn Clock>,
         http: reqwest::Client,
     ) -> Result<Self, DiscordError> {
+        // The application id goes into every follow-up URL: it must be the digits `validate`
+        // checks (the config loader ran it already; an adapter built otherwise runs it here).
+        config.validate()?;
         let key = config.verifying_key()?;
         // `validate` checked api_url; an unusable one refuses every follow-up, with why.
         let allowed = HostAllowList::for_base_url(config.api_base()).unwrap_or_default();
@@ -194,6 +197,21 @@ mod tests {
             )),
             reqwest::Client::new(),
         )
+    }
+
+    #[test]
+    fn an_application_id_that_is_not_digits_is_refused_before_any_url_is_built() {
+        let public = hex::encode(signature::tests::signing_key().verifying_key().to_bytes());
+        let built = DiscordAdapter::new(
+            DiscordConfig::new(public, "1/../../channels/9"),
+            Arc::new(FixedClock(SystemTime::UNIX_EPOCH)),
+            reqwest::Client::new(),
+        );
+        assert!(
+            matches!(&built, Err(DiscordError::Config(m)) if m.contains("application_id")),
+            "{:?}",
+            built.err()
+        );
     }
 
     fn signed(body: &[u8]) -> InboundRequest {
