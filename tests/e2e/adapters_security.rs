@@ -208,3 +208,97 @@ async fn every_slack_click_gets_a_visible_answer() {
     let replies = server.fake.wait_for("/response/1", 1).await;
     assert!(slack_text(&replies[0].body).contains("deployed by chat"));
 }
+
+/// Posts a Mattermost button callback, as Mattermost would: the button's `context`, clicked
+/// by `user` in `channel`. Returns status and body.
+async fn mattermost_click(
+    server: &TestServer,
+    context: &serde_json::Value,
+    user: &str,
+    channel: &str,
+) -> (u16, String) {
+    let click = serde_json::json!({
+        "user_id": user, "user_name": "alice", "channel_id": channel,
+        "team_id": "zmw7w5gg1jbexkymyrkm3nsh8o", "post_id": "pq5t1rb6xibq7yntmhbu9xb5ua",
+        "trigger_id": format!("t{}", unix_now()), "type": "", "data_source": "",
+        "context": context,
+    });
+    let request = server
+        .http()
+        .post(format!("{}/mattermost/actions", server.base))
+        .header("content-type", "application/json")
+        .body(click.to_string());
+    server.request(request).await
+}
+
+/// Issue #9 items 6 and 10: a Mattermost button's context works only in the channel its
+/// message went to (a lifted context replayed elsewhere is refused with an ephemeral message
+/// and no work); an altered one is a 401; every click is answered.
+#[actix_web::test]
+async fn mattermost_buttons_are_bound_to_their_channel() {
+    const CHANNEL: &str = "fukgjpcbpbdd9mj6jm5yzyqwxw";
+    const DEV: &str = "8ajk3h1p4jfz7c9t1s6rwhcqxo";
+    let mut setup = Setup::ci(CI);
+    setup.extra_config = format!(
+        "mattermost:\n  url: {{fake}}\n  tokens: [\"{MM_TOKEN}\"]\n  bot_token: e2e-bot-token\n  response_url_hosts: [\"{{fake_host}}\"]\n"
+    );
+    let server = TestServer::start(setup).await;
+    let url = format!("{}/hooks/commands/1", server.fake.base);
+    let body = serde_urlencoded::to_string([
+        ("channel_id", CHANNEL),
+        ("command", "/demo"),
+        ("response_url", &url),
+        ("text", "run manual-deploy"),
+        ("token", MM_TOKEN),
+        ("user_id", DEV),
+    ])
+    .expect("form");
+    let (status, ack) = server
+        .request(
+            server
+                .http()
+                .post(format!("{}/mattermost/commands", server.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body),
+        )
+        .await;
+    assert_eq!(status, 200, "{ack}");
+    let ack: serde_json::Value = serde_json::from_str(&ack).expect("JSON ack");
+    let play = ack["attachments"][0]["actions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|b| b["name"] == "Play"))
+        .unwrap_or_else(|| panic!("the manual job's ack has a Play button: {ack}"));
+    let context = play["integration"]["context"].clone();
+    assert_eq!(context["channel"], CHANNEL, "{context}");
+
+    // Lifted into another channel: refused, visibly, and nothing runs.
+    let (status, answer) =
+        mattermost_click(&server, &context, DEV, "otherchannel000000000000a").await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
+    let said = answer["ephemeral_text"].as_str().unwrap_or_default();
+    assert!(said.contains("another channel"), "{answer}");
+    // Altered (another command under the same signature): verification fails.
+    let mut altered = context.clone();
+    altered["command"] = "/demo run hello-world".into();
+    let (status, _) = mattermost_click(&server, &altered, DEV, CHANNEL).await;
+    assert_eq!(status, 401);
+    assert_eq!(server.metric("chatops_jobs_started_total").await, 0);
+
+    // A guest's click in the right channel is refused with an answer; the developer's plays.
+    let (status, answer) = mattermost_click(&server, &context, "UGUEST", CHANNEL).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer.contains("ephemeral_text") && answer.contains("developer"),
+        "{answer}"
+    );
+    let (status, answer) = mattermost_click(&server, &context, DEV, CHANNEL).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("played"), "{answer}");
+    let replies = server.fake.wait_for("/hooks/commands/1", 1).await;
+    assert!(
+        replies[0].raw.contains("deployed by chat"),
+        "{}",
+        replies[0].raw
+    );
+}
