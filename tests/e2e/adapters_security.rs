@@ -302,3 +302,75 @@ async fn mattermost_buttons_are_bound_to_their_channel() {
         replies[0].raw
     );
 }
+
+/// A Discord interaction of `kind` (2: command, 3: button) by `user` with `token`; `data` is
+/// the interaction's `data`.
+fn discord_interaction(kind: u8, user: &str, token: &str, data: serde_json::Value) -> String {
+    use crate::conformance::{Discord, Platform, DISCORD_APP};
+    serde_json::json!({
+        "type": kind,
+        "id": format!("1100000000{}", unix_now()),
+        "application_id": DISCORD_APP,
+        "token": token,
+        "guild_id": "80351110224678913",
+        "channel_id": Discord::CHANNEL,
+        "member": {"user": {"id": user, "username": "nelly"}},
+        "message": {"id": "1100000000000000800"},
+        "data": data,
+        "version": 1,
+    })
+    .to_string()
+}
+
+/// Issue #9 items 6 and 10 on Discord: a played click was deferred (type 6) and showed
+/// nothing; every click is now answered in the response. A token that could steer the
+/// follow-up URL is refused with 400 before any URL is built.
+#[actix_web::test]
+async fn discord_clicks_are_answered_and_bad_tokens_refused() {
+    use crate::conformance::{Discord, Platform};
+    let server = crate::conformance::scenarios::start::<Discord>().await;
+    let (status, ack) = Discord::send(&server, Discord::DEV, "run manual-deploy", 1).await;
+    assert_eq!(status, 200, "{ack}");
+    let id = manual_job_id(&ack);
+    let button = serde_json::json!({"custom_id": format!("/demo play {id}"), "component_type": 2});
+
+    let click = discord_interaction(3, Discord::GUEST, "tok-click-1", button.clone());
+    let (status, answer) = Discord::send_signed(&server, click).await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
+    assert_eq!(answer["type"], 4, "{answer}");
+    assert_eq!(
+        answer["data"]["flags"].as_u64().unwrap_or(0) & 64,
+        64,
+        "ephemeral: {answer}"
+    );
+    assert!(answer["data"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("developer"));
+
+    let click = discord_interaction(3, Discord::DEV, "tok-click-2", button);
+    let (status, answer) = Discord::send_signed(&server, click).await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
+    assert_eq!(answer["type"], 4, "{answer}");
+    assert!(
+        answer["data"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("played"),
+        "{answer}"
+    );
+    server.fake.wait_for(&Discord::reply_path(1), 1).await;
+
+    let text = serde_json::json!({"name": "demo", "type": 1,
+        "options": [{"name": "text", "type": 3, "value": "run hello-world"}]});
+    let steered = discord_interaction(2, Discord::DEV, "../../../channels/1/messages", text);
+    let (status, said) = Discord::send_signed(&server, steered).await;
+    assert_eq!(status, 400, "{said}");
+    assert!(said.contains("token"), "{said}");
+    assert_eq!(server.metric("chatops_jobs_started_total").await, 1);
+    // Refused before any job or URL existed, so nothing can be posted later either.
+    let posts: Vec<String> = server.fake.received().into_iter().map(|r| r.path).collect();
+    assert!(posts.iter().all(|p| !p.contains("channels")), "{posts:?}");
+}
