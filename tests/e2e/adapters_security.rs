@@ -137,7 +137,7 @@ async fn a_replayed_slack_body_without_trigger_id_runs_once() {
     assert_eq!(status, 200, "a replay still gets 200: {again}");
     let again: serde_json::Value = serde_json::from_str(&again).expect("JSON");
     assert_eq!(again["response_type"], "ephemeral", "{again}");
-    assert!(slack_text(&again).contains("already"), "{again}");
+    assert!(slack_text(&again).contains("arrived twice"), "{again}");
     assert_eq!(server.metric("chatops_jobs_started_total").await, 1);
     assert_eq!(server.metric("chatops_commands_received_total").await, 1);
     assert_eq!(server.fake.received_at("/response/1").len(), 1);

@@ -101,7 +101,7 @@ fn already_received(kind: RouteKind) -> Inbound {
     let reply = Reply::ephemeral(
         Tone::Neutral,
         vec![Inline::Text(
-            "chatops already received this exact request and acted on it once.".into(),
+            "This request arrived twice (the same signed body); chatops acts on it once.".into(),
         )],
     );
     Inbound::Respond(HttpReply::json(&render::render_message(&reply)))
@@ -337,7 +337,7 @@ mod tests {
                     assert!(said["text"]
                         .as_str()
                         .unwrap_or_default()
-                        .contains("already"));
+                        .contains("arrived twice"));
                 }
                 other => return Err(format!("a replay made {other:?}").into()),
             }
