@@ -257,6 +257,12 @@ impl Config {
             typed(value, &[]).map_err(|(path, msg)| err(line_of_path(text, &path), msg))?;
         // What serde cannot check, each adapter's `validate()` does; its message names the key
         // (`mattermost.tokens`), which gives the line.
+        if let Some(slack) = &raw.slack {
+            slack.validate().map_err(|e| {
+                let message = e.to_string();
+                err(section_line(text, "slack", &message), message)
+            })?;
+        }
         if let Some(mattermost) = &raw.mattermost {
             mattermost.validate().map_err(|e| {
                 let message = e.to_string();

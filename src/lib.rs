@@ -113,6 +113,10 @@ impl Application {
 pub fn build_adapters(config: &Config, public_url: &str) -> anyhow::Result<Adapters> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
+        // Never follow a redirect: an allowed response_url host answering 307 to another host
+        // would carry the reply past the allow-list. Adapters record a 3xx as a permanent
+        // failure (issue #9 item 2).
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("chatops/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("cannot build the HTTP client")?;

@@ -360,7 +360,7 @@ impl Platform for Mattermost {
 
 pub struct Discord;
 
-const DISCORD_APP: &str = "1100000000000000001";
+pub(crate) const DISCORD_APP: &str = "1100000000000000001";
 
 /// The test application's key pair, from a fixed seed (never a real application's).
 fn discord_key() -> SigningKey {
@@ -368,6 +368,12 @@ fn discord_key() -> SigningKey {
 }
 
 impl Discord {
+    /// Posts any interaction `body`, signed now with the test application's key.
+    pub(crate) async fn send_signed(server: &TestServer, body: String) -> (u16, String) {
+        let headers = Self::signed_headers(&discord_key(), unix_now(), &body);
+        Self::post(server, headers, body).await
+    }
+
     fn interaction(user: &str, text: &str, n: u32) -> String {
         json!({
             "type": 2,
@@ -433,9 +439,7 @@ impl Platform for Discord {
     }
 
     async fn send(server: &TestServer, user: &str, text: &str, n: u32) -> (u16, String) {
-        let body = Self::interaction(user, text, n);
-        let headers = Self::signed_headers(&discord_key(), unix_now(), &body);
-        Self::post(server, headers, body).await
+        Self::send_signed(server, Self::interaction(user, text, n)).await
     }
 
     async fn send_forged(server: &TestServer, text: &str) -> Vec<(&'static str, u16)> {

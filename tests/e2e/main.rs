@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `chatops` binary, real jobs in real shells, real HTTP to a fake
 //! chat platform. One test binary (so the server binary builds once); modules by area.
 
+mod adapters_security;
 mod cli;
 mod conformance;
 mod durability;

@@ -149,9 +149,38 @@ impl DeliveryError {
         }
     }
 
+    /// A 3xx answer. chatops follows no redirects (its HTTP client is built with
+    /// `redirect::Policy::none()`): a redirect from an allowed host to any other would carry
+    /// the reply past the allow-list. So a redirect is a permanent failure, recorded with
+    /// the host of `location` (the `Location` header; never the whole URL) when it names one.
+    pub fn redirected(status: u16, location: Option<&str>) -> DeliveryError {
+        let host = location
+            .and_then(|l| url::Url::parse(l).ok())
+            .and_then(|u| u.host_str().map(str::to_owned));
+        let to = match host {
+            Some(host) => format!(" to `{host}`"),
+            None => String::new(),
+        };
+        DeliveryError::permanent(format!(
+            "platform answered HTTP {status}, a redirect{to}: chatops follows no redirects (a \
+             reply must not leave the allowed hosts); configure the final address instead"
+        ))
+    }
+
+    /// `Err(redirected(..))` when `status` is a 3xx: adapters call it on every answer.
+    pub fn refuse_redirect(status: u16, location: Option<&str>) -> Result<(), DeliveryError> {
+        if (300..400).contains(&status) {
+            return Err(DeliveryError::redirected(status, location));
+        }
+        Ok(())
+    }
+
     /// Classifies an HTTP status the platform answered (not 2xx) with its optional
     /// `Retry-After` seconds.
     pub fn from_status(status: u16, retry_after: Option<Duration>, body: &str) -> DeliveryError {
+        if (300..400).contains(&status) {
+            return DeliveryError::redirected(status, None);
+        }
         let snippet: String = body.chars().take(200).collect();
         let reason = format!("platform answered HTTP {status}: {snippet}");
         let retry = match status {
@@ -210,6 +239,15 @@ pub trait ChatAdapter: Send + Sync + 'static {
 
     /// The HTTP answer to a command, carrying `ack` (accepted, queued, or an error for the user).
     fn ack(&self, command: &ChatCommand, ack: &Reply) -> HttpReply;
+
+    /// For a platform that ignores the body of a button click's HTTP answer (Slack's
+    /// `block_actions`): the ack to post as a message instead, through the click's reply
+    /// channel, so every click gets a visible answer. `None` (the default): [`Self::ack`]'s
+    /// HTTP answer shows it.
+    fn click_answer(&self, command: &ChatCommand, ack: &Reply) -> Option<Reply> {
+        let _ = (command, ack);
+        None
+    }
 
     /// Renders a reply to the platform's message JSON (what `deliver` would post).
     fn render(&self, reply: &Reply) -> serde_json::Value;
@@ -280,47 +318,277 @@ impl Clock for FixedClock {
     }
 }
 
-/// Whether `url` is an `https` (or, for local fakes, `http`) URL whose host is one of `hosts`
-/// (exact, case-insensitive). Replies go only to allowed hosts: a forged `response_url` must not
-/// make chatops post job output anywhere else.
-pub fn url_host_allowed(url: &str, hosts: &[String]) -> bool {
-    let Ok(parsed) = url::Url::parse(url) else {
-        return false;
-    };
-    if !matches!(parsed.scheme(), "https" | "http") {
-        return false;
+/// Where replies may be posted: the `response_url` allow-lists (`slack.response_url_hosts`,
+/// `mattermost.response_url_hosts`). A forged `response_url` must not make chatops post job
+/// output anywhere else.
+///
+/// An entry is `host` or `host:port` (IPv6 in brackets: `[::1]:9000`). A URL is allowed when
+/// its host is an entry's host (case-insensitive), its scheme is `https`, and its port is the
+/// entry's port, or the scheme's default port when the entry names none (`hooks.slack.com`
+/// allows `https://hooks.slack.com/...`, not `:8443`). Plain `http` is accepted only for
+/// loopback hosts (`127.0.0.0/8`, `::1`, `localhost`: local fakes in tests), or for a rule made
+/// by [`HostAllowList::for_base_url`] from a server address the operator configured as `http`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostAllowList {
+    rules: Vec<HostRule>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct HostRule {
+    /// The entry as written, for messages.
+    entry: String,
+    /// The host as the URL parser normalises it (lower case, `[::1]`), so it compares with a
+    /// parsed URL's `host_str()`.
+    host: String,
+    /// The port the entry names; `None`: the URL's scheme's default port only.
+    port: Option<u16>,
+    /// Whether `http` is accepted besides `https` for this host even if it is not loopback.
+    http: bool,
+}
+
+impl HostAllowList {
+    /// Parses allow-list entries; an error names the entry and says what to write instead.
+    pub fn parse(entries: &[String]) -> Result<HostAllowList, String> {
+        let rules = entries
+            .iter()
+            .map(|e| parse_entry(e))
+            .collect::<Result<_, _>>()?;
+        Ok(HostAllowList { rules })
     }
-    let Some(host) = parsed.host_str() else {
-        return false;
+
+    /// One rule for the host (and port, if it names one) of a server address such as
+    /// `mattermost.url`; `http` is allowed when the address itself is `http`. `None` when
+    /// `url` is not an http(s) URL with a host.
+    pub fn for_base_url(url: &str) -> Option<HostAllowList> {
+        let parsed = url::Url::parse(url).ok()?;
+        if !matches!(parsed.scheme(), "https" | "http") {
+            return None;
+        }
+        let host = parsed.host_str()?.to_owned();
+        let entry = match parsed.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        Some(HostAllowList {
+            rules: vec![HostRule {
+                entry,
+                host,
+                port: parsed.port(),
+                http: parsed.scheme() == "http",
+            }],
+        })
+    }
+
+    /// Whether replies may be posted to `url`; `Err` says why not, naming the host but never
+    /// the whole URL (whose path is a credential).
+    pub fn check(&self, url: &str) -> Result<(), String> {
+        let parsed =
+            url::Url::parse(url).map_err(|_| "the response_url is not a URL".to_owned())?;
+        let Some(host) = parsed.host_str() else {
+            return Err("the response_url has no host".into());
+        };
+        let scheme = parsed.scheme();
+        if !matches!(scheme, "https" | "http") {
+            return Err(format!("the response_url's scheme `{scheme}` is not https"));
+        }
+        let port_ok = |rule: &HostRule| match rule.port {
+            Some(p) => parsed.port_or_known_default() == Some(p),
+            None => parsed.port().is_none(),
+        };
+        let Some(rule) = self
+            .rules
+            .iter()
+            .find(|r| r.host.eq_ignore_ascii_case(host) && port_ok(r))
+        else {
+            let at = match parsed.port() {
+                Some(p) => format!("`{host}` port {p}"),
+                None => format!("`{host}`"),
+            };
+            return Err(format!(
+                "the host {at} is not in the allow-list ({})",
+                self.describe()
+            ));
+        };
+        if scheme == "http" && !rule.http && !is_loopback(&parsed) {
+            return Err(format!(
+                "the response_url to `{host}` is plain http; only https is accepted (http only \
+                 for loopback hosts)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The entries, comma-separated, for messages.
+    pub fn describe(&self) -> String {
+        if self.rules.is_empty() {
+            return "empty".into();
+        }
+        self.rules
+            .iter()
+            .map(|r| r.entry.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+fn parse_entry(entry: &str) -> Result<HostRule, String> {
+    let trimmed = entry.trim();
+    let bad = || {
+        format!(
+            "response_url_hosts entry `{entry}` is not a host or host:port: write e.g. \
+             hooks.slack.com (https on port 443) or chat.example.com:8443"
+        )
     };
-    let with_port = match parsed.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_owned(),
+    if trimmed.is_empty()
+        || trimmed
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '/' | '@' | '?' | '#' | '\\'))
+    {
+        return Err(bad());
+    }
+    // `host:port`, `[v6]:port`, `[v6]`, `host`; a bare IPv6 address has several colons.
+    let (host, port) = if let Some(rest) = trimmed.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((v6, "")) => (format!("[{v6}]"), None),
+            Some((v6, tail)) => match tail.strip_prefix(':') {
+                Some(p) => (format!("[{v6}]"), Some(p)),
+                None => return Err(bad()),
+            },
+            None => return Err(bad()),
+        }
+    } else if trimmed.matches(':').count() > 1 {
+        (format!("[{trimmed}]"), None)
+    } else {
+        match trimmed.split_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(p)),
+            None => (trimmed.to_owned(), None),
+        }
     };
-    hosts
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(host) || h.eq_ignore_ascii_case(&with_port))
+    let port = port
+        .map(|p| p.parse::<u16>().map_err(|_| bad()))
+        .transpose()?;
+    let parsed = url::Url::parse(&format!("https://{host}/")).map_err(|_| bad())?;
+    let host = parsed.host_str().ok_or_else(bad)?.to_owned();
+    Ok(HostRule {
+        entry: trimmed.to_owned(),
+        host,
+        port,
+        http: false,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn list(entries: &[&str]) -> HostAllowList {
+        HostAllowList::parse(&entries.iter().map(|e| e.to_string()).collect::<Vec<_>>())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn host_allow_list() {
-        let hosts = vec!["hooks.slack.com".to_string(), "127.0.0.1:9000".to_string()];
-        assert!(url_host_allowed(
-            "https://hooks.slack.com/commands/1/2/3",
-            &hosts
-        ));
-        assert!(url_host_allowed("http://127.0.0.1:9000/r", &hosts));
-        assert!(!url_host_allowed("http://127.0.0.1:9001/r", &hosts));
-        assert!(!url_host_allowed(
-            "https://hooks.slack.com.evil.com/x",
-            &hosts
-        ));
-        assert!(!url_host_allowed("file:///etc/passwd", &hosts));
-        assert!(!url_host_allowed("not a url", &hosts));
+        let hosts = list(&["hooks.slack.com", "127.0.0.1:9000"]);
+        assert_eq!(
+            hosts.check("https://hooks.slack.com/commands/1/2/3"),
+            Ok(())
+        );
+        assert!(hosts.check("http://127.0.0.1:9000/r").is_ok());
+        assert!(hosts.check("http://127.0.0.1:9001/r").is_err());
+        assert!(hosts.check("https://hooks.slack.com.evil.com/x").is_err());
+        assert!(hosts.check("file:///etc/passwd").is_err());
+        assert!(hosts.check("not a url").is_err());
+    }
+
+    /// Issue #9 item 4: an entry without a port matched any port, and http was accepted.
+    #[test]
+    fn an_entry_without_a_port_allows_only_the_default_port_and_https() {
+        let hosts = list(&["Hooks.Slack.com"]);
+        assert!(hosts.check("https://hooks.slack.com/x").is_ok());
+        assert!(hosts.check("https://HOOKS.slack.com:443/x").is_ok());
+        let other_port = hosts.check("https://hooks.slack.com:8443/x");
+        assert!(
+            other_port.as_ref().is_err_and(|e| e.contains("8443")),
+            "{other_port:?}"
+        );
+        let http = hosts.check("http://hooks.slack.com/x");
+        assert!(
+            http.as_ref().is_err_and(|e| e.contains("https")),
+            "{http:?}"
+        );
+        assert!(hosts.check("http://hooks.slack.com:443/x").is_err());
+        assert!(hosts.check("ftp://hooks.slack.com/x").is_err());
+        // A named port is that port only, https still required off loopback.
+        let hosts = list(&["chat.example.com:8443"]);
+        assert!(hosts.check("https://chat.example.com:8443/hooks/1").is_ok());
+        assert!(hosts.check("https://chat.example.com/hooks/1").is_err());
+        assert!(hosts.check("http://chat.example.com:8443/hooks/1").is_err());
+    }
+
+    #[test]
+    fn loopback_entries_may_use_http() {
+        let hosts = list(&[
+            "127.0.0.1:9000",
+            "localhost:8065",
+            "[::1]:7000",
+            "127.0.0.2",
+        ]);
+        assert!(hosts.check("http://127.0.0.1:9000/r").is_ok());
+        assert!(hosts.check("http://localhost:8065/r").is_ok());
+        assert!(hosts.check("http://[::1]:7000/r").is_ok());
+        assert!(hosts.check("https://[::1]:7000/r").is_ok());
+        assert!(hosts.check("http://127.0.0.2/r").is_ok());
+        assert!(hosts.check("http://127.0.0.2:81/r").is_err());
+        assert!(hosts.check("http://[::1]:7001/r").is_err());
+        assert!(hosts.check("http://localhost:8066/r").is_err());
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        for entry in [
+            "https://hooks.slack.com",
+            "hooks.slack.com/x",
+            "",
+            "host:port",
+            "host:99999",
+            "user@host",
+            "[::1",
+        ] {
+            let err = HostAllowList::parse(&[entry.to_owned()]);
+            assert!(
+                err.as_ref().is_err_and(|e| e.contains(entry)),
+                "{entry}: {err:?}"
+            );
+        }
+        assert!(HostAllowList::parse(&["::1".to_owned()]).is_ok());
+        assert_eq!(HostAllowList::default().describe(), "empty");
+        assert!(HostAllowList::default()
+            .check("https://a.example/x")
+            .is_err());
+    }
+
+    #[test]
+    fn a_base_url_rule_follows_the_configured_scheme_and_port() {
+        let https = HostAllowList::for_base_url("https://chat.example.com/").unwrap_or_default();
+        assert!(https.check("https://chat.example.com/hooks/x").is_ok());
+        assert!(https.check("http://chat.example.com/hooks/x").is_err());
+        assert!(https
+            .check("https://chat.example.com:8443/hooks/x")
+            .is_err());
+        let http = HostAllowList::for_base_url("http://mm.internal:8065").unwrap_or_default();
+        assert!(http.check("http://mm.internal:8065/hooks/x").is_ok());
+        assert!(http.check("http://mm.internal/hooks/x").is_err());
+        assert_eq!(http.describe(), "mm.internal:8065");
+        assert!(HostAllowList::for_base_url("chat.example.com").is_none());
     }
 
     #[test]
@@ -337,5 +605,12 @@ mod tests {
             DeliveryError::from_status(404, None, "").retry,
             Retry::Never
         );
+        // Issue #9 item 2: a redirect is never followed, nor retried.
+        let redirect = DeliveryError::from_status(307, None, "");
+        assert_eq!(redirect.retry, Retry::Never);
+        assert!(redirect.reason.contains("redirect"), "{}", redirect.reason);
+        let named = DeliveryError::redirected(302, Some("https://evil.example/secret-path"));
+        assert!(named.reason.contains("`evil.example`"), "{}", named.reason);
+        assert!(!named.reason.contains("secret-path"), "{}", named.reason);
     }
 }

@@ -17,8 +17,9 @@ pub mod reply;
 pub mod role;
 
 pub use adapter::{
-    Adapters, BoxFuture, Capabilities, ChatAdapter, Clock, DeliveryError, FixedClock, HttpReply,
-    Inbound, InboundError, InboundRequest, Markup, Retry, Route, RouteKind, SystemClock, Via,
+    Adapters, BoxFuture, Capabilities, ChatAdapter, Clock, DeliveryError, FixedClock,
+    HostAllowList, HttpReply, Inbound, InboundError, InboundRequest, Markup, Retry, Route,
+    RouteKind, SystemClock, Via,
 };
 pub use command::{ChatCommand, ReplyTarget, Subcommand};
 pub use ids::{ChannelId, JobId, JobName, PlatformId, ProjectName, UserId};

@@ -5,9 +5,8 @@
 //! Rate limits answer 429 with `Retry-After` (seconds, possibly fractional) and a JSON body
 //! whose `retry_after` says the same (<https://discord.com/developers/docs/topics/rate-limits>).
 
-use chatops_core::adapter::url_host_allowed;
-use chatops_core::{DeliveryError, ReplyTarget};
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use chatops_core::{DeliveryError, HostAllowList, ReplyTarget};
+use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -45,18 +44,17 @@ fn retry_after(headers: &HeaderMap, body: &str) -> Option<Duration> {
 /// Posts `message` as a follow-up to the interaction of `target`.
 pub(crate) async fn followup(
     http: &reqwest::Client,
-    allowed_hosts: &[String],
+    allowed: &HostAllowList,
     target: &ReplyTarget,
     message: &Value,
 ) -> Result<(), DeliveryError> {
     let url = target.response_url.as_deref().ok_or_else(|| {
         DeliveryError::permanent("the interaction has no follow-up webhook to reply to")
     })?;
-    if !url_host_allowed(url, allowed_hosts) {
+    if let Err(why) = allowed.check(url) {
         return Err(DeliveryError::permanent(format!(
-            "refusing to post a follow-up to `{}`: it is not discord.api_url's host ({})",
+            "refusing to post a follow-up to `{}`: {why} (discord.api_url's host)",
             host_of(url),
-            allowed_hosts.join(", ")
         )));
     }
     let response = http
@@ -76,6 +74,8 @@ pub(crate) async fn followup(
     if (200..300).contains(&status) {
         return Ok(());
     }
+    let location = response.headers().get(LOCATION);
+    DeliveryError::refuse_redirect(status, location.and_then(|v| v.to_str().ok()))?;
     let headers = response.headers().clone();
     // A body that cannot be read is only a worse error message.
     let body = response.text().await.unwrap_or_default();
@@ -160,8 +160,8 @@ mod tests {
         }
     }
 
-    fn hosts(base: &str) -> Vec<String> {
-        vec![base.trim_start_matches("http://").to_owned()]
+    fn hosts(base: &str) -> HostAllowList {
+        HostAllowList::for_base_url(base).unwrap_or_default()
     }
 
     #[tokio::test]
@@ -189,7 +189,9 @@ mod tests {
 
     #[tokio::test]
     async fn failures_are_classified() -> Result<(), Box<dyn std::error::Error>> {
-        let http = reqwest::Client::new();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         for (status, headers, body, expected) in [
             ("500 Internal Server Error", "", "", Retry::Backoff),
             (
@@ -208,6 +210,13 @@ mod tests {
                 "404 Not Found",
                 "",
                 "{\"message\": \"Unknown Webhook\", \"code\": 10015}",
+                Retry::Never,
+            ),
+            // Issue #9 item 2: a redirect is never followed nor retried.
+            (
+                "307 Temporary Redirect",
+                "location: https://elsewhere.example/webhooks/1/tok\r\n",
+                "",
                 Retry::Never,
             ),
         ] {
@@ -232,7 +241,7 @@ mod tests {
         let http = reqwest::Client::new();
         let err = followup(
             &http,
-            &["discord.com".to_owned()],
+            &hosts("https://discord.com/api/v10"),
             &target("https://evil.example.net/webhooks/1/tok".into()),
             &json!({}),
         )

@@ -90,6 +90,17 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
 
+/// The longest interaction token accepted. Discord's are a couple of hundred characters.
+const TOKEN_MAX: usize = 1024;
+
+/// Whether `token` looks like an interaction token Discord issues: URL-safe characters only.
+fn is_token(token: &str) -> bool {
+    (1..=TOKEN_MAX).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// Splits a button's `custom_id` (`/demo play 42`) into the slash command and its text.
 fn split_command_line(value: &str) -> Result<(String, String), DiscordError> {
     let line = value.trim_start();
@@ -114,7 +125,7 @@ pub(crate) fn parse(
     let interaction: Interaction = serde_json::from_slice(body)
         .map_err(|e| DiscordError::Malformed(format!("the body is not an interaction: {e}")))?;
     if let Some(app) = non_empty(interaction.application_id.clone()) {
-        if app != application_id {
+        if app != application_id || !app.bytes().all(|b| b.is_ascii_digit()) {
             return Err(DiscordError::WrongApplication(app));
         }
     }
@@ -167,6 +178,13 @@ pub(crate) fn parse(
         .ok_or_else(|| DiscordError::Malformed("the interaction names no channel".into()))?;
     let token = non_empty(interaction.token)
         .ok_or_else(|| DiscordError::Malformed("the interaction has no token".into()))?;
+    // The token becomes a path segment of the follow-up URL: only characters Discord's tokens
+    // use, so that no `/`, `?`, `..` or `%` can steer the post elsewhere on the API host.
+    if !is_token(&token) {
+        return Err(DiscordError::Malformed(format!(
+            "the interaction token is not one Discord issues (1 to {TOKEN_MAX} of A-Z a-z 0-9 . _ -)"
+        )));
+    }
 
     let platform = PlatformId::new(PLATFORM);
     let channel = ChannelId::new(channel);
@@ -280,6 +298,42 @@ mod tests {
             cmd.reply_to.extra.get("message_id"),
             Some(&Value::from("1100000000000000800"))
         );
+        Ok(())
+    }
+
+    /// Issue #9 item 6: the token went into the follow-up URL unchecked.
+    #[test]
+    fn tokens_that_could_steer_the_follow_up_url_are_refused() -> Result<(), String> {
+        let interaction = |token: &str| {
+            json!({"type": 2, "id": "1", "application_id": APP, "token": token,
+                   "channel_id": "2", "user": {"id": "3"}, "data": {"name": "demo"}})
+            .to_string()
+        };
+        let long = "a".repeat(TOKEN_MAX + 1);
+        for token in [
+            "../../channels/1/messages",
+            "tok?wait=true",
+            "tok/extra",
+            "tok%2F..",
+            "tok#x",
+            "tok en",
+            "tök",
+            long.as_str(),
+        ] {
+            match parse(interaction(token).as_bytes(), APP, BASE, now()) {
+                Err(DiscordError::Malformed(m)) => assert!(m.contains("token"), "{m}"),
+                other => return Err(format!("{token:?} gave {other:?}")),
+            }
+        }
+        let fine = "aW50ZXJhY3Rpb246MTE.x_y-Z";
+        let cmd = command(interaction(fine).as_bytes())?;
+        assert_eq!(cmd.reply_to.response_url, Some(format!("{BASE}/{fine}")));
+        // The application id must be this one's digits.
+        let spoofed = interaction(fine).replace(APP, &format!("{APP}/x"));
+        assert!(matches!(
+            parse(spoofed.as_bytes(), APP, BASE, now()),
+            Err(DiscordError::WrongApplication(_))
+        ));
         Ok(())
     }
 

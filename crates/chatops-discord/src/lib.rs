@@ -33,9 +33,9 @@ pub use error::DiscordError;
 pub use inbound::{PLATFORM, TEXT_OPTION};
 
 use chatops_core::{
-    BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HttpReply, Inbound,
-    InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget, Route, RouteKind, Via,
-    Visibility,
+    BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HostAllowList,
+    HttpReply, Inbound, InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget,
+    Route, RouteKind, Via,
 };
 use ed25519_dalek::VerifyingKey;
 use serde_json::json;
@@ -48,20 +48,26 @@ pub struct DiscordAdapter {
     key: VerifyingKey,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
-    allowed_hosts: Vec<String>,
+    /// Follow-ups go only to `api_url`'s host.
+    allowed: HostAllowList,
     followup_base: String,
 }
 
 impl DiscordAdapter {
     /// An adapter for `config`; fails when the public key is not a valid Ed25519 key (the
-    /// message says what to fix). `clock` checks timestamps, `http` posts follow-ups.
+    /// message says what to fix). `clock` checks timestamps, `http` posts follow-ups (and
+    /// must follow no redirects: `reqwest::redirect::Policy::none()`).
     pub fn new(
         config: DiscordConfig,
         clock: Arc<dyn Clock>,
         http: reqwest::Client,
     ) -> Result<Self, DiscordError> {
+        // The application id goes into every follow-up URL: it must be the digits `validate`
+        // checks (the config loader ran it already; an adapter built otherwise runs it here).
+        config.validate()?;
         let key = config.verifying_key()?;
-        let allowed_hosts = config.allowed_hosts();
+        // `validate` checked api_url; an unusable one refuses every follow-up, with why.
+        let allowed = HostAllowList::for_base_url(config.api_base()).unwrap_or_default();
         let followup_base = format!(
             "{}/webhooks/{}",
             config.api_base(),
@@ -72,7 +78,7 @@ impl DiscordAdapter {
             key,
             clock,
             http,
-            allowed_hosts,
+            allowed,
             followup_base,
         })
     }
@@ -139,14 +145,12 @@ impl ChatAdapter for DiscordAdapter {
         .map_err(to_inbound_error)
     }
 
-    fn ack(&self, command: &ChatCommand, ack: &Reply) -> HttpReply {
-        if ack.visibility == Visibility::Ephemeral || !command.via_button {
-            // 4: CHANNEL_MESSAGE_WITH_SOURCE. Deferring a command's in-channel ack (type 5)
-            // would hide it: a manual job's "play it with /demo play N" would never be seen.
-            return HttpReply::json(&json!({"type": 4, "data": render::render_message(ack)}));
-        }
-        // 6: DEFERRED_UPDATE_MESSAGE (the clicked message stays as it is).
-        HttpReply::json(&json!({"type": 6}))
+    /// Every answer is type 4 (CHANNEL_MESSAGE_WITH_SOURCE) carrying the ack: a command's
+    /// in-channel ack must be seen (a manual job's "play it with /demo play N"), and so must a
+    /// click's ("played by ...", a refusal for the clicker). Deferring a click (type 6) left
+    /// the clicker with no answer at all (issue #9 item 10).
+    fn ack(&self, _command: &ChatCommand, ack: &Reply) -> HttpReply {
+        HttpReply::json(&json!({"type": 4, "data": render::render_message(ack)}))
     }
 
     fn render(&self, reply: &Reply) -> serde_json::Value {
@@ -163,7 +167,7 @@ impl ChatAdapter for DiscordAdapter {
             match via {
                 Via::ResponseUrl => {
                     let message = render::render_message(reply);
-                    deliver::followup(&self.http, &self.allowed_hosts, target, &message).await
+                    deliver::followup(&self.http, &self.allowed, target, &message).await
                 }
                 Via::BotApi => Err(DeliveryError::permanent(
                     "Discord replies go only through the interaction's follow-up webhook \
@@ -177,7 +181,7 @@ impl ChatAdapter for DiscordAdapter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatops_core::{FixedClock, Inline, Tone};
+    use chatops_core::{FixedClock, Inline, Tone, Visibility};
     use std::time::SystemTime;
 
     const NOW: u64 = 1_700_000_000;
@@ -193,6 +197,21 @@ mod tests {
             )),
             reqwest::Client::new(),
         )
+    }
+
+    #[test]
+    fn an_application_id_that_is_not_digits_is_refused_before_any_url_is_built() {
+        let public = hex::encode(signature::tests::signing_key().verifying_key().to_bytes());
+        let built = DiscordAdapter::new(
+            DiscordConfig::new(public, "1/../../channels/9"),
+            Arc::new(FixedClock(SystemTime::UNIX_EPOCH)),
+            reqwest::Client::new(),
+        );
+        assert!(
+            matches!(&built, Err(DiscordError::Config(m)) if m.contains("application_id")),
+            "{:?}",
+            built.err()
+        );
     }
 
     fn signed(body: &[u8]) -> InboundRequest {
@@ -277,9 +296,11 @@ mod tests {
         );
         assert_eq!(body["data"]["content"], "❌ not allowed");
 
+        // A click is answered in the channel too (a deferred update showed nothing).
         let click = command(&a, BUTTON)?;
         let body: serde_json::Value = serde_json::from_slice(&a.ack(&click, &accepted).body)?;
-        assert_eq!(body, json!({"type": 6}));
+        assert_eq!(body["type"], 4);
+        assert_eq!(body["data"]["content"], "`/demo play 7`");
         Ok(())
     }
 

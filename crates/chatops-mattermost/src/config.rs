@@ -1,6 +1,7 @@
 //! The `mattermost:` section of the config file (contract §2).
 
 use crate::error::MattermostError;
+use chatops_core::HostAllowList;
 use serde::{Deserialize, Deserializer};
 
 /// Mattermost 5.0+ accepts posts of up to 16383 characters; older servers 4000.
@@ -23,7 +24,8 @@ pub struct MattermostConfig {
     #[serde(default, deserialize_with = "non_empty")]
     pub bot_token: Option<String>,
     /// Hosts (optionally `host:port`) that a command's `response_url` may point at; empty means
-    /// the host of `url`.
+    /// the host (and port) of `url`. `https` only, on port 443 unless the entry names a port;
+    /// loopback entries also accept `http`, and so does the host of an `http` `url`.
     #[serde(default)]
     pub response_url_hosts: Vec<String>,
     /// The longest post this server accepts, in characters: 16383 for Mattermost 5.0 and later,
@@ -61,6 +63,8 @@ impl MattermostConfig {
                     .into(),
             ));
         }
+        self.allow_list()
+            .map_err(|e| MattermostError::Config(format!("mattermost.{e}")))?;
         if self.max_message_chars < MIN_MESSAGE_CHARS {
             return Err(MattermostError::Config(format!(
                 "mattermost.max_message_chars is {}: use 16383 (Mattermost 5.0+) or 4000 (older)",
@@ -88,6 +92,20 @@ impl MattermostConfig {
         let parsed = reqwest::Url::parse(&self.url).ok()?;
         let usable = matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some();
         usable.then(|| self.url.trim_end_matches('/'))
+    }
+
+    /// Where `response_url` replies may go: `response_url_hosts`, or else the host and port of
+    /// `url`, with `http` allowed when `url` is `http` (the server the operator named).
+    pub fn allow_list(&self) -> Result<HostAllowList, String> {
+        if !self.response_url_hosts.is_empty() {
+            return HostAllowList::parse(&self.response_url_hosts);
+        }
+        HostAllowList::for_base_url(&self.url).ok_or_else(|| {
+            format!(
+                "url `{}` has no host to allow response_urls for: set mattermost.url",
+                self.url
+            )
+        })
     }
 
     /// The hosts replies may be posted to: `response_url_hosts`, or else the host of `url`
@@ -152,6 +170,13 @@ mod tests {
                 "response_url_hosts": ["hooks.example.com"]}"#,
         )?;
         assert_eq!(config.allowed_hosts(), vec!["hooks.example.com"]);
+        let bad = parse(
+            r#"{"url": "https://chat.example.com", "tokens": ["t"],
+                "response_url_hosts": ["https://hooks.example.com"]}"#,
+        )?;
+        assert!(
+            matches!(bad.validate(), Err(MattermostError::Config(m)) if m.contains("mattermost.response_url_hosts"))
+        );
         Ok(())
     }
 

@@ -5,9 +5,8 @@
 //! - `POST /api/v4/posts` (<https://api.mattermost.com/#tag/posts/operation/CreatePost>):
 //!   `channel_id`, `message`, `props` (attachments); answers `201 Created`.
 
-use chatops_core::adapter::url_host_allowed;
-use chatops_core::{DeliveryError, ReplyTarget, Visibility};
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use chatops_core::{DeliveryError, HostAllowList, ReplyTarget, Visibility};
+use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -48,6 +47,8 @@ async fn post_json(
     if (200..300).contains(&status) {
         return Ok(());
     }
+    let location = response.headers().get(LOCATION);
+    DeliveryError::refuse_redirect(status, location.and_then(|v| v.to_str().ok()))?;
     let wait = retry_after(response.headers());
     // A body that cannot be read is only a worse error message.
     let text = response.text().await.unwrap_or_default();
@@ -63,7 +64,7 @@ async fn post_json(
 /// Posts `message` to the command's `response_url`, if its host is allowed.
 pub(crate) async fn via_response_url(
     http: &reqwest::Client,
-    allowed_hosts: &[String],
+    allowed: &HostAllowList,
     target: &ReplyTarget,
     message: &Value,
 ) -> Result<(), DeliveryError> {
@@ -71,12 +72,11 @@ pub(crate) async fn via_response_url(
         .response_url
         .as_deref()
         .ok_or_else(|| DeliveryError::permanent("the command has no response_url to reply to"))?;
-    if !url_host_allowed(url, allowed_hosts) {
+    if let Err(why) = allowed.check(url) {
         return Err(DeliveryError::permanent(format!(
-            "refusing to post to the response_url host `{}`: it is not in \
-             mattermost.response_url_hosts (or the host of mattermost.url): {}",
+            "refusing to post to the response_url host `{}`: {why} \
+             (mattermost.response_url_hosts, or the host of mattermost.url when empty)",
             host_of(url),
-            allowed_hosts.join(", ")
         )));
     }
     post_json(http, url, None, message).await
@@ -204,7 +204,7 @@ mod tests {
     #[tokio::test]
     async fn response_url_posts_the_response() -> Result<(), Box<dyn std::error::Error>> {
         let (base, s) = fake("200 OK", "", "").await?;
-        let hosts = vec![base.trim_start_matches("http://").to_owned()];
+        let hosts = HostAllowList::for_base_url(&base).unwrap_or_default();
         let http = reqwest::Client::new();
         via_response_url(
             &http,
@@ -221,7 +221,9 @@ mod tests {
 
     #[tokio::test]
     async fn failures_are_classified() -> Result<(), Box<dyn std::error::Error>> {
-        let http = reqwest::Client::new();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         for (status, headers, expected) in [
             ("500 Internal Server Error", "", Retry::Backoff),
             (
@@ -230,9 +232,15 @@ mod tests {
                 Retry::After(Duration::from_secs(4)),
             ),
             ("404 Not Found", "", Retry::Never),
+            // Issue #9 item 2: a redirect is never followed nor retried.
+            (
+                "307 Temporary Redirect",
+                "location: https://elsewhere.example/hooks/x\r\n",
+                Retry::Never,
+            ),
         ] {
             let (base, _) = fake(status, headers, "{\"id\":\"x\"}").await?;
-            let hosts = vec![base.trim_start_matches("http://").to_owned()];
+            let hosts = HostAllowList::for_base_url(&base).unwrap_or_default();
             let err = via_response_url(
                 &http,
                 &hosts,
@@ -252,7 +260,7 @@ mod tests {
         let http = reqwest::Client::new();
         let err = via_response_url(
             &http,
-            &["chat.example.com".to_owned()],
+            &HostAllowList::parse(&["chat.example.com".to_owned()])?,
             &target(Some("https://elsewhere.example.net/hooks/secret".into())),
             &message(),
         )

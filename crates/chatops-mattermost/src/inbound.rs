@@ -5,7 +5,10 @@
 //! Buttons: <https://developers.mattermost.com/integrate/plugins/interactive-messages/>.
 
 use crate::error::MattermostError;
-use chatops_core::{ChannelId, ChatCommand, InboundRequest, PlatformId, ReplyTarget, UserId};
+use crate::render::ephemeral_answer;
+use chatops_core::{
+    ChannelId, ChatCommand, Inbound, InboundRequest, PlatformId, ReplyTarget, UserId,
+};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -123,20 +126,42 @@ pub(crate) fn parse_command<'a>(
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn action_mac(key: &str, command: &str) -> HmacSha256 {
+/// How long a button works after its message was rendered. Later, typing the command (the
+/// message shows it) still works; the button is refused with a message saying so.
+pub const BUTTON_LIFETIME_SECS: u64 = 7 * 24 * 3600;
+
+/// What a button's signature binds. Mattermost does not sign button callbacks, so the
+/// context we hand out carries an HMAC (keyed with a command token, a secret shared only with
+/// Mattermost's admins) over the command line, the channel the message was posted to, and
+/// when the button expires: without it anyone who can reach `/mattermost/actions` could run
+/// any command line; without the channel and expiry, a context lifted from one message could
+/// be replayed in another channel, forever. (The post id is not bound: it exists only after
+/// the post, which would take a second request to edit the buttons in.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Binding<'a> {
+    pub command: &'a str,
+    pub channel: &'a str,
+    /// Unix seconds.
+    pub expires: u64,
+}
+
+fn action_mac(key: &str, binding: Binding<'_>) -> HmacSha256 {
     // HMAC takes keys of any length; the fallback only keeps this total without an unwrap.
     let mut mac = HmacSha256::new_from_slice(key.as_bytes())
         .unwrap_or_else(|_| HmacSha256::new(&Default::default()));
-    mac.update(b"chatops-mattermost-action:v1:");
-    mac.update(command.as_bytes());
+    mac.update(b"chatops-mattermost-action:v2:");
+    // Length-prefixed, so that no two bindings encode alike.
+    for field in [binding.command, binding.channel] {
+        mac.update(&(field.len() as u64).to_be_bytes());
+        mac.update(field.as_bytes());
+    }
+    mac.update(&binding.expires.to_be_bytes());
     mac
 }
 
-/// The signature a button's context carries over its command line, keyed with a command token
-/// (a secret shared only with Mattermost's admins). Mattermost does not sign button callbacks,
-/// so without this anyone who can reach `/mattermost/actions` could run any command line.
-pub(crate) fn sign_action(key: &str, command: &str) -> String {
-    hex::encode(action_mac(key, command).finalize().into_bytes())
+/// The signature a button's context carries (see [`Binding`]).
+pub(crate) fn sign_action(key: &str, binding: Binding<'_>) -> String {
+    hex::encode(action_mac(key, binding).finalize().into_bytes())
 }
 
 #[derive(Deserialize, Debug)]
@@ -155,6 +180,8 @@ struct ActionRequest {
 #[derive(Deserialize, Debug, Default)]
 struct ActionContext {
     command: Option<String>,
+    channel: Option<String>,
+    expires: Option<u64>,
     sig: Option<String>,
 }
 
@@ -162,28 +189,63 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
 
-/// Parses a button callback (`POST /mattermost/actions`, JSON) whose context we signed.
+/// Parses a button callback (`POST /mattermost/actions`, JSON) whose context we signed. A
+/// context not signed by us (forged, altered, or from before buttons were bound to a channel)
+/// is an error (401); a genuine button clicked in another channel than its message's, or after
+/// it expired, is answered with an ephemeral refusal and does nothing.
 pub(crate) fn parse_action<'a>(
     body: &[u8],
     tokens: impl Iterator<Item = &'a str>,
     now: SystemTime,
-) -> Result<ChatCommand, MattermostError> {
+) -> Result<Inbound, MattermostError> {
     let request: ActionRequest = serde_json::from_slice(body).map_err(|_| {
         // Unreadable bodies carry no valid signature either.
         MattermostError::BadActionSignature
     })?;
     let context = request.context;
-    let (Some(command_line), Some(sig)) = (context.command, context.sig) else {
+    let (Some(command_line), Some(bound_channel), Some(expires), Some(sig)) = (
+        context.command,
+        context.channel,
+        context.expires,
+        context.sig,
+    ) else {
         return Err(MattermostError::BadActionSignature);
+    };
+    let binding = Binding {
+        command: &command_line,
+        channel: &bound_channel,
+        expires,
     };
     let digest = hex::decode(sig.trim()).map_err(|_| MattermostError::BadActionSignature)?;
     let mut valid = false;
     for key in tokens {
         // `verify_slice` compares in constant time.
-        valid |= action_mac(key, &command_line).verify_slice(&digest).is_ok();
+        valid |= action_mac(key, binding).verify_slice(&digest).is_ok();
     }
     if !valid {
         return Err(MattermostError::BadActionSignature);
+    }
+    let now_secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let typed = command_line.trim();
+    if request.channel_id.as_deref().map(str::trim) != Some(bound_channel.as_str()) {
+        tracing::warn!(
+            bound = %bound_channel,
+            clicked_in = request.channel_id.as_deref().unwrap_or("none"),
+            "mattermost: a button's context came from another channel; refused"
+        );
+        return Ok(refusal(format!(
+            "This button belongs to a message in another channel, so chatops did nothing. \
+             Type the command here instead: `{typed}`"
+        )));
+    }
+    if now_secs > expires {
+        return Ok(refusal(format!(
+            "This button has expired (buttons work for {} days), so chatops did nothing. \
+             Type the command instead: `{typed}`",
+            BUTTON_LIFETIME_SECS / 86_400
+        )));
     }
     let channel_id = non_empty(request.channel_id)
         .ok_or_else(|| MattermostError::Malformed("the `channel_id` field is missing".into()))?;
@@ -206,7 +268,7 @@ pub(crate) fn parse_action<'a>(
     if let Some(post) = non_empty(request.post_id) {
         extra.insert("post_id".into(), post.into());
     }
-    Ok(ChatCommand {
+    Ok(Inbound::Command(Box::new(ChatCommand {
         platform: platform.clone(),
         request_id: non_empty(request.trigger_id),
         team: non_empty(request.team_id),
@@ -226,7 +288,11 @@ pub(crate) fn parse_action<'a>(
         },
         received_at: now,
         via_button: true,
-    })
+    })))
+}
+
+fn refusal(text: String) -> Inbound {
+    Inbound::Respond(ephemeral_answer(&text))
 }
 
 #[cfg(test)]
@@ -355,11 +421,24 @@ mod tests {
         }
     }
 
+    /// When the test buttons expire: a day after `now()`.
+    const EXPIRES: u64 = 1_700_000_000 + 86_400;
+
     fn action_body(command: &str, key: &str) -> Vec<u8> {
+        action_in("C1", command, "C1", EXPIRES, key)
+    }
+
+    /// A click in `clicked_in` on a button signed for `bound` until `expires`.
+    fn action_in(clicked_in: &str, command: &str, bound: &str, expires: u64, key: &str) -> Vec<u8> {
+        let binding = Binding {
+            command,
+            channel: bound,
+            expires,
+        };
         serde_json::json!({
             "user_id": "8ajk3h1p4jfz7c9t1s6rwhcqxo",
             "user_name": "alice",
-            "channel_id": "C1",
+            "channel_id": clicked_in,
             "channel_name": "town-square",
             "team_id": "zmw7w5gg1jbexkymyrkm3nsh8o",
             "team_domain": "ops",
@@ -369,17 +448,39 @@ mod tests {
             "data_source": "",
             "context": {
                 "command": command,
-                "sig": sign_action(key, command),
+                "channel": bound,
+                "expires": expires,
+                "sig": sign_action(key, binding),
             }
         })
         .to_string()
         .into_bytes()
     }
 
+    fn clicked(body: &[u8]) -> Result<ChatCommand, String> {
+        match parse_action(body, tokens(), now()) {
+            Ok(Inbound::Command(c)) => Ok(*c),
+            other => Err(format!("expected a command, got {other:?}")),
+        }
+    }
+
+    /// The ephemeral text a click was refused with (and so caused no command).
+    fn refused_with(body: &[u8]) -> Result<String, String> {
+        match parse_action(body, tokens(), now()) {
+            Ok(Inbound::Respond(r)) => {
+                assert_eq!(r.status, 200);
+                let v: serde_json::Value =
+                    serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
+                Ok(v["ephemeral_text"].as_str().unwrap_or_default().to_owned())
+            }
+            other => Err(format!("expected a refusal, got {other:?}")),
+        }
+    }
+
     #[test]
-    fn signed_button_callback_becomes_a_command() -> Result<(), MattermostError> {
+    fn signed_button_callback_becomes_a_command() -> Result<(), String> {
         let body = action_body("/demo play 42", TOKEN);
-        let cmd = parse_action(&body, tokens(), now())?;
+        let cmd = clicked(&body)?;
         assert!(cmd.via_button);
         assert_eq!(cmd.slash_command, "/demo");
         assert_eq!(cmd.text, "play 42");
@@ -392,14 +493,55 @@ mod tests {
         Ok(())
     }
 
+    /// Issue #9 item 6: the signature covered only the command line.
+    #[test]
+    fn a_button_works_only_in_its_channel_and_until_it_expires() -> Result<(), String> {
+        let elsewhere = action_in("C2", "/demo play 42", "C1", EXPIRES, TOKEN);
+        let said = refused_with(&elsewhere)?;
+        assert!(said.contains("another channel"), "{said}");
+        assert!(said.contains("/demo play 42"), "says what to type: {said}");
+        let expired = action_in("C1", "/demo play 42", "C1", 1_700_000_000 - 1, TOKEN);
+        let said = refused_with(&expired)?;
+        assert!(said.contains("expired"), "{said}");
+        // The last second still works.
+        clicked(&action_in(
+            "C1",
+            "/demo play 42",
+            "C1",
+            1_700_000_000,
+            TOKEN,
+        ))?;
+        Ok(())
+    }
+
     #[test]
     fn forged_button_callbacks_are_refused() {
         let wrong_key = action_body("/demo play 42", "guessed");
-        let mut tampered: serde_json::Value =
+        let original: serde_json::Value =
             serde_json::from_slice(&action_body("/demo play 42", TOKEN)).unwrap_or_default();
-        tampered["context"]["command"] = "/demo run deploy".into();
-        let tampered = tampered.to_string().into_bytes();
-        for body in [wrong_key, tampered, b"{}".to_vec(), b"not json".to_vec()] {
+        let altered = |field: &str, value: serde_json::Value| {
+            let mut v = original.clone();
+            v["context"][field] = value;
+            v.to_string().into_bytes()
+        };
+        // A context moved to another channel together with the click, or given more time.
+        let mut moved = original.clone();
+        moved["channel_id"] = "C2".into();
+        moved["context"]["channel"] = "C2".into();
+        let mut unbound = original.clone();
+        if let Some(context) = unbound["context"].as_object_mut() {
+            context.remove("channel");
+            context.remove("expires");
+        }
+        for body in [
+            wrong_key,
+            altered("command", "/demo run deploy".into()),
+            altered("expires", (EXPIRES + 1).into()),
+            moved.to_string().into_bytes(),
+            unbound.to_string().into_bytes(),
+            b"{}".to_vec(),
+            b"not json".to_vec(),
+        ] {
             assert_eq!(
                 parse_action(&body, tokens(), now()).err(),
                 Some(MattermostError::BadActionSignature),

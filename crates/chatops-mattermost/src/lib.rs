@@ -28,10 +28,10 @@ pub use error::MattermostError;
 pub use inbound::PLATFORM;
 
 use chatops_core::{
-    BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HttpReply, Inbound,
-    InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget, Route, RouteKind, Via,
+    BoxFuture, Capabilities, ChannelId, ChatAdapter, ChatCommand, Clock, DeliveryError,
+    HostAllowList, HttpReply, Inbound, InboundError, InboundRequest, Markup, PlatformId, Reply,
+    ReplyTarget, Route, RouteKind, Via,
 };
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,19 +43,26 @@ pub struct MattermostAdapter {
     config: MattermostConfig,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
-    allowed_hosts: Vec<String>,
+    /// Where `response_url` replies may go, parsed once.
+    allowed: HostAllowList,
     actions_url: Option<String>,
 }
 
 impl MattermostAdapter {
     /// An adapter for `config`; `clock` stamps commands, `http` posts replies.
+    /// `http` must follow no redirects (`reqwest::redirect::Policy::none()`).
     pub fn new(config: MattermostConfig, clock: Arc<dyn Clock>, http: reqwest::Client) -> Self {
-        let allowed_hosts = config.allowed_hosts();
+        // `validate` reports a bad entry at start; should one get here anyway, an empty list
+        // refuses every response_url (each refusal recorded with why).
+        let allowed = config.allow_list().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "mattermost.response_url_hosts is unusable: replies go through the bot API only");
+            HostAllowList::default()
+        });
         MattermostAdapter {
             config,
             clock,
             http,
-            allowed_hosts,
+            allowed,
             actions_url: None,
         }
     }
@@ -76,16 +83,34 @@ impl MattermostAdapter {
         &self.config
     }
 
-    /// Button settings when buttons can work (public URL, a token to sign with, a bot token).
-    fn buttons(&self) -> Option<render::Buttons<'_>> {
-        let url = self.actions_url.as_deref()?;
-        let key = self.config.tokens().next()?;
-        self.config.bot_token()?;
-        Some(render::Buttons { url, key })
+    /// Whether buttons can work: a public URL, a token to sign with, a bot token.
+    fn buttons_usable(&self) -> bool {
+        self.actions_url.is_some()
+            && self.config.tokens().next().is_some()
+            && self.config.bot_token().is_some()
     }
 
-    fn render_reply(&self, reply: &Reply) -> serde_json::Value {
-        render::render_message(reply, self.config.max_message_chars, self.buttons())
+    /// Button settings for a message to `channel`, when buttons can work.
+    fn buttons<'a>(&'a self, channel: &'a str) -> Option<render::Buttons<'a>> {
+        if !self.buttons_usable() {
+            return None;
+        }
+        Some(render::Buttons {
+            url: self.actions_url.as_deref()?,
+            key: self.config.tokens().next()?,
+            channel,
+            expires: self
+                .clock
+                .unix_seconds()
+                .saturating_add(inbound::BUTTON_LIFETIME_SECS),
+        })
+    }
+
+    /// Renders `reply`; buttons only when the channel it goes to is known (they are bound to
+    /// it).
+    fn render_reply(&self, reply: &Reply, channel: Option<&ChannelId>) -> serde_json::Value {
+        let buttons = channel.and_then(|c| self.buttons(c.as_str()));
+        render::render_message(reply, self.config.max_message_chars, buttons)
     }
 }
 
@@ -114,7 +139,7 @@ impl ChatAdapter for MattermostAdapter {
             followup_uses: Some(5),
             max_message_chars: self.config.max_message_chars,
             markup: Markup::Markdown,
-            buttons: self.buttons().is_some(),
+            buttons: self.buttons_usable(),
             // The API could edit posts and reply in threads, but this adapter does neither yet.
             message_edits: false,
             threads: false,
@@ -138,30 +163,26 @@ impl ChatAdapter for MattermostAdapter {
 
     fn inbound(&self, kind: RouteKind, request: &InboundRequest) -> Result<Inbound, InboundError> {
         let now = self.clock.now();
-        let command = match kind {
-            RouteKind::Commands => inbound::parse_command(request, self.config.tokens(), now),
+        match kind {
+            RouteKind::Commands => inbound::parse_command(request, self.config.tokens(), now)
+                .map(|c| Inbound::Command(Box::new(c))),
             RouteKind::Actions => inbound::parse_action(&request.body, self.config.tokens(), now),
         }
-        .map_err(to_inbound_error)?;
-        Ok(Inbound::Command(Box::new(command)))
+        .map_err(to_inbound_error)
     }
 
     /// Slash commands get the rendered response (200, JSON, explicit `response_type`). Button
     /// clicks get an interactive-message response: the ack as `ephemeral_text` for the clicker.
     fn ack(&self, command: &ChatCommand, ack: &Reply) -> HttpReply {
         if command.via_button {
-            let text = render::markdown(&ack.summary);
-            return HttpReply::json(&if text.trim().is_empty() {
-                json!({})
-            } else {
-                json!({"ephemeral_text": text, "skip_slack_parsing": true})
-            });
+            return render::ephemeral_answer(&render::markdown(&ack.summary));
         }
-        HttpReply::json(&self.render_reply(ack))
+        HttpReply::json(&self.render_reply(ack, Some(&command.channel)))
     }
 
+    /// Without a channel to bind them to, the rendered message has no buttons.
     fn render(&self, reply: &Reply) -> serde_json::Value {
-        self.render_reply(reply)
+        self.render_reply(reply, None)
     }
 
     fn deliver<'a>(
@@ -171,11 +192,10 @@ impl ChatAdapter for MattermostAdapter {
         via: Via,
     ) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
-            let message = self.render_reply(reply);
+            let message = self.render_reply(reply, Some(&target.channel));
             match via {
                 Via::ResponseUrl => {
-                    deliver::via_response_url(&self.http, &self.allowed_hosts, target, &message)
-                        .await
+                    deliver::via_response_url(&self.http, &self.allowed, target, &message).await
                 }
                 Via::BotApi => {
                     let base = self.config.base_url().ok_or_else(|| {
@@ -297,7 +317,9 @@ mod tests {
             command: "/demo play 7".into(),
             danger: false,
         }];
-        let rendered = a.render(&reply);
+        // Buttons are bound to the channel the message goes to: none without one.
+        assert!(a.render(&reply)["attachments"][0]["actions"].is_null());
+        let rendered = a.render_reply(&reply, Some(&ChannelId::new("C1")));
         let button = &rendered["attachments"][0]["actions"][0];
         assert_eq!(
             button["integration"]["url"],
@@ -316,6 +338,18 @@ mod tests {
         };
         assert!(cmd.via_button);
         assert_eq!(cmd.text, "play 7");
+        // The same context clicked in another channel does nothing, and says so.
+        let mut elsewhere = click.clone();
+        elsewhere["channel_id"] = "C2".into();
+        let request = InboundRequest {
+            body: elsewhere.to_string().into_bytes(),
+            ..InboundRequest::default()
+        };
+        let Inbound::Respond(refused) = a.inbound(RouteKind::Actions, &request)? else {
+            return Err("a click in another channel must not become a command".into());
+        };
+        let body: serde_json::Value = serde_json::from_slice(&refused.body)?;
+        assert!(body["ephemeral_text"].is_string(), "{body}");
         let ack = Reply::ephemeral(Tone::Neutral, vec![Inline::Text("Playing #7".into())]);
         let body: serde_json::Value = serde_json::from_slice(&a.ack(&cmd, &ack).body)?;
         assert_eq!(body["ephemeral_text"], "Playing #7");

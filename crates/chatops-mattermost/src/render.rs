@@ -16,7 +16,7 @@
 //!   cut.
 
 use chatops_core::reply::{fit_output, wrap_marked, NOTHING_PRINTED};
-use chatops_core::{Action, Inline, Reply, Tone, Visibility};
+use chatops_core::{Action, HttpReply, Inline, Reply, Tone, Visibility};
 use serde_json::{json, Value};
 
 /// Room kept free for separators and rounding.
@@ -26,14 +26,28 @@ const FALLBACK_MAX: usize = 300;
 /// Mattermost shows at most this many buttons usefully; more are left out.
 const MAX_BUTTONS: usize = 10;
 
-/// Where buttons post back, and the key their context is signed with. Without it replies carry
-/// no buttons (the adapter knows no public URL to give Mattermost).
+/// Where buttons post back, the key their context is signed with, and what the signature
+/// binds besides the command (see `inbound::Binding`). Without it replies carry no buttons
+/// (the adapter knows no public URL to give Mattermost, or not the channel).
 #[derive(Clone, Copy, Debug)]
 pub struct Buttons<'a> {
     /// The absolute URL of `POST /mattermost/actions` on this server.
     pub url: &'a str,
     /// The command token the context is signed with.
     pub key: &'a str,
+    /// The channel the message goes to: a click elsewhere is refused.
+    pub channel: &'a str,
+    /// When the buttons stop working, Unix seconds.
+    pub expires: u64,
+}
+
+/// An interactive-message answer showing `text` (Markdown) to the clicker only.
+pub fn ephemeral_answer(text: &str) -> HttpReply {
+    HttpReply::json(&if text.trim().is_empty() {
+        json!({})
+    } else {
+        json!({"ephemeral_text": text, "skip_slack_parsing": true})
+    })
 }
 
 /// Escapes Markdown control characters with backslashes, and defuses `@` mentions.
@@ -198,7 +212,13 @@ fn buttons(actions: &[Action], config: Buttons<'_>) -> Vec<Value> {
                     "url": config.url,
                     "context": {
                         "command": a.command,
-                        "sig": crate::inbound::sign_action(config.key, &a.command),
+                        "channel": config.channel,
+                        "expires": config.expires,
+                        "sig": crate::inbound::sign_action(config.key, crate::inbound::Binding {
+                            command: &a.command,
+                            channel: config.channel,
+                            expires: config.expires,
+                        }),
                     },
                 },
             })
@@ -410,6 +430,8 @@ mod tests {
         let config = Buttons {
             url: "https://chatops.example.com/mattermost/actions",
             key: "k",
+            channel: "C1",
+            expires: 1_700_000_000,
         };
         let m = render_message(&r, 16383, Some(config));
         let button = &m["attachments"][0]["actions"][0];
@@ -420,9 +442,16 @@ mod tests {
             button["integration"]["context"]["command"],
             "/demo cancel 42"
         );
+        assert_eq!(button["integration"]["context"]["channel"], "C1");
+        assert_eq!(button["integration"]["context"]["expires"], 1_700_000_000);
+        let binding = crate::inbound::Binding {
+            command: "/demo cancel 42",
+            channel: "C1",
+            expires: 1_700_000_000,
+        };
         assert_eq!(
             button["integration"]["context"]["sig"],
-            crate::inbound::sign_action("k", "/demo cancel 42")
+            crate::inbound::sign_action("k", binding)
         );
     }
 

@@ -1,6 +1,7 @@
 //! The `slack:` section of the config file (contract §2).
 
 use crate::error::SlackError;
+use chatops_core::HostAllowList;
 use serde::{Deserialize, Deserializer};
 
 /// The `slack:` section of the config file. Omitting the section turns Slack off.
@@ -19,7 +20,8 @@ pub struct SlackConfig {
     #[serde(default = "default_api_url")]
     pub api_url: String,
     /// Hosts (optionally `host:port`) that a command's `response_url` may point at; replies are
-    /// never posted anywhere else.
+    /// never posted anywhere else. `https` only, on port 443 unless the entry names a port;
+    /// loopback entries (`127.0.0.1:8090`, for local fakes) also accept `http`.
     #[serde(default = "default_response_url_hosts")]
     pub response_url_hosts: Vec<String>,
 }
@@ -51,7 +53,14 @@ impl SlackConfig {
                 self.api_url
             )));
         }
+        self.allow_list()
+            .map_err(|e| SlackError::Config(format!("slack.{e}")))?;
         Ok(())
+    }
+
+    /// `response_url_hosts` as an allow-list; an error names the bad entry.
+    pub fn allow_list(&self) -> Result<HostAllowList, String> {
+        HostAllowList::parse(&self.response_url_hosts)
     }
 
     /// The bot token, if one is configured.
@@ -113,5 +122,10 @@ mod tests {
         let mut config = SlackConfig::new("s");
         config.api_url = "slack.com/api".into();
         assert!(config.validate().is_err());
+        let mut config = SlackConfig::new("s");
+        config.response_url_hosts = vec!["https://hooks.slack.com".into()];
+        assert!(
+            matches!(config.validate(), Err(SlackError::Config(m)) if m.contains("slack.response_url_hosts"))
+        );
     }
 }

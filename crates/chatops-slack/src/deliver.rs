@@ -7,9 +7,8 @@
 //! - Web API (<https://api.slack.com/web#responses>): answers `200` with `{"ok": false,
 //!   "error": "..."}` on failure, `429` with `Retry-After` when rate-limited.
 
-use chatops_core::adapter::url_host_allowed;
-use chatops_core::{DeliveryError, ReplyTarget, Retry, Visibility};
-use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
+use chatops_core::{DeliveryError, HostAllowList, ReplyTarget, Retry, Visibility};
+use reqwest::header::{HeaderMap, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -76,6 +75,8 @@ async fn post_json(
         ))
     })?;
     let status = response.status().as_u16();
+    let location = response.headers().get(LOCATION);
+    DeliveryError::refuse_redirect(status, location.and_then(|v| v.to_str().ok()))?;
     let retry_after = retry_after(response.headers());
     // A body that cannot be read is only a worse error message.
     let body = response.text().await.unwrap_or_default();
@@ -89,7 +90,7 @@ async fn post_json(
 /// Posts `message` to the command's `response_url`, if its host is allowed.
 pub(crate) async fn via_response_url(
     http: &reqwest::Client,
-    allowed_hosts: &[String],
+    allowed: &HostAllowList,
     target: &ReplyTarget,
     mut message: Value,
 ) -> Result<(), DeliveryError> {
@@ -97,11 +98,10 @@ pub(crate) async fn via_response_url(
         .response_url
         .as_deref()
         .ok_or_else(|| DeliveryError::permanent("the command has no response_url to reply to"))?;
-    if !url_host_allowed(url, allowed_hosts) {
+    if let Err(why) = allowed.check(url) {
         return Err(DeliveryError::permanent(format!(
-            "refusing to post to the response_url host `{}`: it is not in slack.response_url_hosts ({})",
+            "refusing to post to the response_url host `{}`: {why} (slack.response_url_hosts)",
             host_of(url),
-            allowed_hosts.join(", ")
         )));
     }
     // A follow-up is a new message; it must not overwrite the command's ack.
@@ -266,8 +266,8 @@ mod tests {
         }
     }
 
-    fn hosts_for(base: &str) -> Vec<String> {
-        vec![base.trim_start_matches("http://").to_owned()]
+    fn hosts_for(base: &str) -> HostAllowList {
+        HostAllowList::parse(&[base.trim_start_matches("http://").to_owned()]).unwrap_or_default()
     }
 
     fn message() -> Value {
@@ -284,6 +284,18 @@ mod tests {
             "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         )
+    }
+
+    /// Posts to `{base}/r` (allowed) and returns the error it must end with.
+    async fn response_url_error(
+        http: &reqwest::Client,
+        base: &str,
+    ) -> Result<DeliveryError, &'static str> {
+        let target = target(Some(format!("{base}/r")));
+        via_response_url(http, &hosts_for(base), &target, message())
+            .await
+            .err()
+            .ok_or("expected an error")
     }
 
     #[tokio::test]
@@ -313,15 +325,7 @@ mod tests {
     async fn response_url_500_is_transient() -> Result<(), Box<dyn std::error::Error>> {
         let (base, _) = fake(answer("500 Internal Server Error", "", "oops")).await?;
         let http = reqwest::Client::new();
-        let err = via_response_url(
-            &http,
-            &hosts_for(&base),
-            &target(Some(format!("{base}/r"))),
-            message(),
-        )
-        .await
-        .err()
-        .ok_or("expected an error")?;
+        let err = response_url_error(&http, &base).await?;
         assert_eq!(err.retry, Retry::Backoff);
         assert!(err.reason.contains("500"), "{}", err.reason);
         Ok(())
@@ -331,15 +335,7 @@ mod tests {
     async fn response_url_429_retries_after() -> Result<(), Box<dyn std::error::Error>> {
         let (base, _) = fake(answer("429 Too Many Requests", "retry-after: 7\r\n", "")).await?;
         let http = reqwest::Client::new();
-        let err = via_response_url(
-            &http,
-            &hosts_for(&base),
-            &target(Some(format!("{base}/r"))),
-            message(),
-        )
-        .await
-        .err()
-        .ok_or("expected an error")?;
+        let err = response_url_error(&http, &base).await?;
         assert_eq!(err.retry, Retry::After(Duration::from_secs(7)));
         Ok(())
     }
@@ -348,17 +344,31 @@ mod tests {
     async fn used_response_url_is_permanent() -> Result<(), Box<dyn std::error::Error>> {
         let (base, _) = fake(answer("404 Not Found", "", "used_url")).await?;
         let http = reqwest::Client::new();
-        let err = via_response_url(
-            &http,
-            &hosts_for(&base),
-            &target(Some(format!("{base}/r"))),
-            message(),
-        )
-        .await
-        .err()
-        .ok_or("expected an error")?;
+        let err = response_url_error(&http, &base).await?;
         assert_eq!(err.retry, Retry::Never);
         assert!(err.reason.contains("used_url"), "{}", err.reason);
+        Ok(())
+    }
+
+    /// Issue #9 item 2: a 3xx is a permanent failure that names where it pointed.
+    #[tokio::test]
+    async fn a_redirect_is_permanent_and_not_followed() -> Result<(), Box<dyn std::error::Error>> {
+        let (elsewhere, elsewhere_seen) = fake(answer("200 OK", "", "ok")).await?;
+        let (base, _) = fake(answer(
+            "307 Temporary Redirect",
+            &format!("location: {elsewhere}/stolen\r\n"),
+            "",
+        ))
+        .await?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let err = response_url_error(&http, &base).await?;
+        assert_eq!(err.retry, Retry::Never);
+        assert!(err.reason.contains("307"), "{}", err.reason);
+        assert!(err.reason.contains("redirect"), "{}", err.reason);
+        assert!(!err.reason.contains("stolen"), "{}", err.reason);
+        assert!(seen(&elsewhere_seen).head.is_empty());
         Ok(())
     }
 
@@ -367,7 +377,7 @@ mod tests {
         let http = reqwest::Client::new();
         let err = via_response_url(
             &http,
-            &["hooks.slack.com".to_owned()],
+            &HostAllowList::parse(&["hooks.slack.com".to_owned()])?,
             &target(Some("https://evil.example.net/steal/secret-path".into())),
             message(),
         )
@@ -377,7 +387,7 @@ mod tests {
         assert_eq!(err.retry, Retry::Never);
         assert!(err.reason.contains("evil.example.net"), "{}", err.reason);
         assert!(!err.reason.contains("secret-path"), "{}", err.reason);
-        let err = via_response_url(&http, &[], &target(None), message())
+        let err = via_response_url(&http, &HostAllowList::default(), &target(None), message())
             .await
             .err()
             .ok_or("expected an error")?;

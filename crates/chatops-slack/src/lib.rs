@@ -7,6 +7,8 @@
 //! - `inbound`: slash-command forms and `block_actions` payloads → [`ChatCommand`]s.
 //! - [`render`]: [`Reply`] → mrkdwn `text` + Block Kit `blocks`, escaped and fitted to limits.
 //! - `deliver`: `response_url` and `chat.postMessage` posting, failures classified for retries.
+//! - `replay`: the `(timestamp, signature)` of every verified request within the signing
+//!   window, so that a replayed body is answered once.
 //! - [`SlackAdapter`]: ties them together behind the trait.
 //!
 //! Routes: `POST /slack/commands` ([`RouteKind::Commands`]) and `POST /slack/actions`
@@ -19,6 +21,7 @@ mod deliver;
 mod error;
 mod inbound;
 pub mod render;
+mod replay;
 pub mod signature;
 
 pub use config::SlackConfig;
@@ -27,26 +30,40 @@ pub use inbound::PLATFORM;
 pub use signature::{sign, verify};
 
 use chatops_core::{
-    BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HttpReply, Inbound,
-    InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget, Route, RouteKind, Via,
+    BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HostAllowList,
+    HttpReply, Inbound, InboundError, InboundRequest, Inline, Markup, PlatformId, Reply,
+    ReplyTarget, Route, RouteKind, Tone, Via,
 };
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Slack as a chat platform. Cheap to share behind an `Arc`; holds no mutable state.
+/// Slack as a chat platform. Cheap to share behind an `Arc`; its only mutable state is the
+/// replay guard (behind a mutex).
 pub struct SlackAdapter {
     config: SlackConfig,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
+    /// `response_url_hosts`, parsed once.
+    allowed: HostAllowList,
+    replays: replay::ReplayGuard,
 }
 
 impl SlackAdapter {
-    /// An adapter for `config`; `clock` checks request timestamps, `http` posts replies.
+    /// An adapter for `config`; `clock` checks request timestamps, `http` posts replies (and
+    /// must follow no redirects: `reqwest::redirect::Policy::none()`).
     pub fn new(config: SlackConfig, clock: Arc<dyn Clock>, http: reqwest::Client) -> Self {
+        // `SlackConfig::validate` reports a bad entry at start; should one get here anyway, an
+        // empty list refuses every response_url (and each refusal is recorded with why).
+        let allowed = config.allow_list().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "slack.response_url_hosts is unusable: replies go through the bot API only");
+            HostAllowList::default()
+        });
         SlackAdapter {
             config,
             clock,
             http,
+            allowed,
+            replays: replay::ReplayGuard::default(),
         }
     }
 
@@ -55,15 +72,39 @@ impl SlackAdapter {
         &self.config
     }
 
-    fn verify_request(&self, request: &InboundRequest) -> Result<(), SlackError> {
+    /// Verifies the signature; returns the signature's bytes, and whether this exact signed
+    /// request was seen before (a replay, or Slack retrying the very same body).
+    fn verify_request(&self, request: &InboundRequest) -> Result<([u8; 32], bool), SlackError> {
+        let now = self.clock.unix_seconds();
+        let timestamp = request.header(signature::TIMESTAMP_HEADER);
+        let sent = request.header(signature::SIGNATURE_HEADER);
         verify(
             &self.config.signing_secret,
-            request.header(signature::TIMESTAMP_HEADER),
-            request.header(signature::SIGNATURE_HEADER),
+            timestamp,
+            sent,
             &request.body,
-            self.clock.unix_seconds(),
-        )
+            now,
+        )?;
+        // Both parse: `verify` just accepted them.
+        let ts = signature::parse_timestamp(timestamp.unwrap_or_default())?;
+        let digest = signature::parse_signature(sent.unwrap_or_default())?;
+        Ok((digest, !self.replays.first_time(ts, digest, now)))
     }
+}
+
+/// The answer to a signed request that came before: 200 (Slack retries anything else, and a
+/// retry must not run the command again), ephemeral, no work.
+fn already_received(kind: RouteKind) -> Inbound {
+    if kind == RouteKind::Actions {
+        return Inbound::Respond(HttpReply::empty());
+    }
+    let reply = Reply::ephemeral(
+        Tone::Neutral,
+        vec![Inline::Text(
+            "This request arrived twice (the same signed body); chatops acts on it once.".into(),
+        )],
+    );
+    Inbound::Respond(HttpReply::json(&render::render_message(&reply)))
 }
 
 fn to_inbound_error(error: SlackError) -> InboundError {
@@ -114,13 +155,30 @@ impl ChatAdapter for SlackAdapter {
         if unsigned && kind == RouteKind::Commands && inbound::is_ssl_check(&request.body) {
             return Ok(Inbound::Respond(HttpReply::empty()));
         }
-        self.verify_request(request).map_err(to_inbound_error)?;
+        let (digest, replayed) = self.verify_request(request).map_err(to_inbound_error)?;
+        if replayed {
+            tracing::warn!(
+                route = ?kind,
+                retry = request.header("x-slack-retry-num").unwrap_or("none"),
+                "slack: a signed request came again; answered without acting on it"
+            );
+            return Ok(already_received(kind));
+        }
         let now = self.clock.now();
-        match kind {
+        let mut inbound = match kind {
             RouteKind::Commands => inbound::parse_command(&request.body, now),
             RouteKind::Actions => inbound::parse_action(&request.body, now),
         }
-        .map_err(to_inbound_error)
+        .map_err(to_inbound_error)?;
+        // A body without `trigger_id` gets its signature as the request id, so the store's
+        // duplicate check also catches a replay the guard above no longer remembers (after a
+        // restart, or past its capacity).
+        if let Inbound::Command(command) = &mut inbound {
+            if command.request_id.is_none() {
+                command.request_id = Some(format!("v0={}", hex::encode(digest)));
+            }
+        }
+        Ok(inbound)
     }
 
     /// Slash commands get the rendered ack; button clicks an empty 200, since Slack ignores the
@@ -130,6 +188,13 @@ impl ChatAdapter for SlackAdapter {
             return HttpReply::empty();
         }
         HttpReply::json(&render::render_message(ack))
+    }
+
+    /// A click's ack (an ephemeral refusal for the clicker, or "played by ..." in the channel)
+    /// is posted to the click's `response_url`: the answer's body would be ignored.
+    /// <https://api.slack.com/interactivity/handling#message_responses>
+    fn click_answer(&self, command: &ChatCommand, ack: &Reply) -> Option<Reply> {
+        command.via_button.then(|| ack.clone())
     }
 
     fn render(&self, reply: &Reply) -> serde_json::Value {
@@ -146,13 +211,7 @@ impl ChatAdapter for SlackAdapter {
             let message = render::render_message(reply);
             match via {
                 Via::ResponseUrl => {
-                    deliver::via_response_url(
-                        &self.http,
-                        &self.config.response_url_hosts,
-                        target,
-                        message,
-                    )
-                    .await
+                    deliver::via_response_url(&self.http, &self.allowed, target, message).await
                 }
                 Via::BotApi => {
                     deliver::via_bot_api(
@@ -254,6 +313,54 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Issue #9 item 7: a signed body without `trigger_id`, posted again within the window,
+    /// ran twice.
+    #[test]
+    fn a_replayed_signed_request_is_answered_once() -> Result<(), Box<dyn std::error::Error>> {
+        let a = adapter();
+        let body = b"command=%2Fdemo&user_id=U1&channel_id=C1&text=run+deploy";
+        let first = a.inbound(RouteKind::Commands, &signed(body, NOW - 10))?;
+        let Inbound::Command(cmd) = first else {
+            return Err(format!("expected a command, got {first:?}").into());
+        };
+        // No trigger_id: the signature stands in, so the store's duplicate check applies too.
+        let id = cmd.request_id.unwrap_or_default();
+        assert!(id.starts_with("v0=") && id.len() == 67, "{id}");
+        for _ in 0..2 {
+            match a.inbound(RouteKind::Commands, &signed(body, NOW - 10))? {
+                Inbound::Respond(r) => {
+                    assert_eq!(r.status, 200);
+                    let said: serde_json::Value = serde_json::from_slice(&r.body)?;
+                    assert_eq!(said["response_type"], "ephemeral");
+                    assert!(said["text"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("arrived twice"));
+                }
+                other => return Err(format!("a replay made {other:?}").into()),
+            }
+        }
+        assert!(matches!(
+            a.inbound(RouteKind::Actions, &signed(&actions_body(), NOW))?,
+            Inbound::Command(_)
+        ));
+        assert_eq!(
+            a.inbound(RouteKind::Actions, &signed(&actions_body(), NOW))
+                .map_err(|e| e.to_string())
+                .and_then(|i| match i {
+                    Inbound::Respond(r) => Ok(r),
+                    other => Err(format!("{other:?}")),
+                })?,
+            HttpReply::empty()
+        );
+        // The same body signed at another time is another request (Slack re-signs retries).
+        assert!(matches!(
+            a.inbound(RouteKind::Commands, &signed(body, NOW - 9))?,
+            Inbound::Command(_)
+        ));
+        Ok(())
     }
 
     #[test]

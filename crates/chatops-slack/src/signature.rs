@@ -47,10 +47,7 @@ pub fn verify(
 ) -> Result<(), SlackError> {
     let timestamp = timestamp.ok_or(SlackError::MissingHeader("X-Slack-Request-Timestamp"))?;
     let signature = signature.ok_or(SlackError::MissingHeader("X-Slack-Signature"))?;
-    let ts: u64 = timestamp
-        .trim()
-        .parse()
-        .map_err(|_| SlackError::BadTimestamp(timestamp.chars().take(40).collect()))?;
+    let ts = parse_timestamp(timestamp)?;
     let skew = ts.abs_diff(now_unix);
     if skew > MAX_SKEW_SECS {
         return Err(SlackError::Stale {
@@ -59,17 +56,30 @@ pub fn verify(
             skew,
         });
     }
-    let digest = signature
-        .trim()
-        .strip_prefix("v0=")
-        .and_then(|h| hex::decode(h).ok())
-        .filter(|d| d.len() == 32)
-        .ok_or(SlackError::MalformedSignature)?;
+    let digest = parse_signature(signature)?;
     // `verify_slice` compares in constant time, so the answer's timing reveals nothing about how
     // much of a forged signature was right. The MAC is over the timestamp exactly as sent.
     mac(secret, timestamp, body)
         .verify_slice(&digest)
         .map_err(|_| SlackError::BadSignature)
+}
+
+/// `X-Slack-Request-Timestamp` as Unix seconds.
+pub(crate) fn parse_timestamp(timestamp: &str) -> Result<u64, SlackError> {
+    timestamp
+        .trim()
+        .parse()
+        .map_err(|_| SlackError::BadTimestamp(timestamp.chars().take(40).collect()))
+}
+
+/// The 32 bytes of an `X-Slack-Signature` (`v0=` + 64 hex digits).
+pub(crate) fn parse_signature(signature: &str) -> Result<[u8; 32], SlackError> {
+    signature
+        .trim()
+        .strip_prefix("v0=")
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|d| <[u8; 32]>::try_from(d).ok())
+        .ok_or(SlackError::MalformedSignature)
 }
 
 #[cfg(test)]

@@ -86,6 +86,13 @@ async fn inbound(
                 "command received"
             );
             let ack = submit_within_deadline(&state.pipeline, &adapter, &command).await;
+            // Slack shows nothing of a click's HTTP answer: the ack goes out as a message
+            // (through the outbox, off the request path so the 200 is not held up).
+            if let Some(reply) = adapter.click_answer(&command, &ack) {
+                let pipeline = state.pipeline.clone();
+                let target = command.reply_to.clone();
+                actix_web::rt::spawn(async move { pipeline.send_later(None, target, reply).await });
+            }
             to_response(adapter.ack(&command, &ack))
         }
         Err(err) => {
