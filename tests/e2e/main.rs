@@ -5,6 +5,7 @@ mod cli;
 mod conformance;
 mod durability;
 mod helpers;
+mod process;
 mod slack;
 
 /// The CI file most tests use: GitLab's two ChatOps examples and one job per behaviour.
