@@ -5,7 +5,7 @@
 use crate::durability::{job_id_of, job_status};
 use crate::helpers::*;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const CI: &str = r#"
@@ -24,17 +24,36 @@ gate:
     - while [ ! -f "$CI_PROJECT_DIR/go" ]; do sleep 0.1; done; echo "passed the gate"
 "#;
 
-/// `chatops ARGS --config FILE`, with its exit status, stdout and stderr.
+/// `chatops ARGS --config FILE`, with its exit status, stdout and stderr. Killed after
+/// [`PATIENCE`]: a command that should end (a second `serve` that must be refused) fails the
+/// test instead of hanging it.
 fn cli(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chatops"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatops"))
         .args(args)
         .arg("--config")
         .arg(config)
         .env_remove("CHATOPS_CONFIG")
         .env("RUST_LOG", "warn")
         .env("USER", "cli-user")
-        .output()
-        .expect("run chatops")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run chatops");
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().expect("wait for chatops").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "`chatops {}` did not end within {PATIENCE:?}; stderr:\n{}",
+                args.join(" "),
+                text(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
 }
 
 fn text(out: &[u8]) -> String {
