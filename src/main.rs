@@ -274,14 +274,8 @@ impl Attached {
                 Ok((console::plain_text(&ack.reply), ack.job))
             }
             Attached::Remote { store, request } => {
-                let (id, ack, job) = chatops::remote::submit(
-                    store,
-                    project_command,
-                    user,
-                    text,
-                    Duration::from_secs(30),
-                )
-                .await?;
+                let (id, ack, job) =
+                    chatops::remote::submit(store, project_command, user, text).await?;
                 *request = Some(id);
                 Ok((ack, job))
             }

@@ -19,6 +19,12 @@ use std::time::{Duration, Instant, SystemTime};
 /// How often the server looks for requests: a CLI user waits at most this long for the ack.
 const POLL: Duration = Duration::from_millis(200);
 
+/// How long the command line waits for its request to be answered.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Requests older than this were given up by their command line: not run.
+const STALE: Duration = Duration::from_secs(60);
+
 /// Runs the requests command lines hand this server, until its store closes.
 pub async fn serve_requests(pipeline: PipelineHandle) {
     let store = pipeline.store().clone();
@@ -45,6 +51,22 @@ async fn answer(pipeline: PipelineHandle, request: CliRequest) {
         text = %r.text,
         "a command from the command line"
     );
+    // A request older than the CLI waits was given up by its CLI (the server was down or
+    // stuck): running it now, maybe hours later, would surprise whoever typed it.
+    let age = SystemTime::now()
+        .duration_since(r.created_at)
+        .unwrap_or_default();
+    if age > STALE {
+        let text = format!(
+            "not run: the command waited {}s for a server, longer than its command line waits; run it again\n",
+            age.as_secs()
+        );
+        let _ = pipeline
+            .store()
+            .answer_cli_request(request.id, text, None, SystemTime::now())
+            .await;
+        return;
+    }
     let mut command = console::command(&r.slash_command, r.user.as_str(), r.text.clone());
     command.user_name = r.user_name.clone();
     command
@@ -69,7 +91,6 @@ pub async fn submit(
     slash_command: &str,
     user: &str,
     text: String,
-    wait: Duration,
 ) -> Result<(CliRequestId, String, Option<JobId>), String> {
     let request = NewCliRequest {
         created_at: SystemTime::now(),
@@ -83,7 +104,7 @@ pub async fn submit(
         .submit_cli_request(request)
         .await
         .map_err(|e| format!("cannot hand the command to the server: {e}"))?;
-    let deadline = Instant::now() + wait;
+    let deadline = Instant::now() + WAIT;
     loop {
         match store.cli_request(id).await {
             Ok(Some(r)) if r.answered => return Ok((id, r.ack.unwrap_or_default(), r.job)),
@@ -93,7 +114,7 @@ pub async fn submit(
         if Instant::now() >= deadline {
             return Err(format!(
                 "the server did not take the command within {}s; is it stuck? Its log says more",
-                wait.as_secs()
+                WAIT.as_secs()
             ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
