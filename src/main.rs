@@ -54,7 +54,7 @@ enum Command {
         /// The chat user id to run as (its role comes from the project's `members`, platform `console`).
         #[arg(long, value_name = "ID")]
         user: Option<String>,
-        /// Also play the job if it is `when: manual` (otherwise it would wait forever).
+        /// Also play the job if it is `when: manual` (else it waits: `chatops play ID` starts it).
         #[arg(long)]
         play: bool,
         project: String,

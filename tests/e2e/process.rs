@@ -158,6 +158,15 @@ async fn issue9_cli_play_and_cancel_go_through_the_live_server() {
 
     let unknown = cli(&config, &["play", "999999"]);
     assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+
+    // A running job is canceled by the server that runs it.
+    let (id, shell) = start_gate(&server, 3).await;
+    let cancel = cli(&config, &["cancel", &id.to_string()]);
+    assert_eq!(cancel.status.code(), Some(0), "{cancel:?}");
+    eventually("the running job is killed", || !process_alive(shell)).await;
+    let replies = server.fake.wait_for("/response/3", 1).await;
+    let told = slack_text(&replies[0].body);
+    assert!(told.contains("canceled by cli-user"), "{told}");
 }
 
 /// A config with one plain-folder project `demo` holding [`CI`], and no server.
