@@ -67,6 +67,10 @@ pub struct ServerConfig {
     /// Needs the server to run as root. Per project: `projects.<name>.job_user`.
     #[serde(default)]
     pub job_user: Option<String>,
+    /// How long a `when: manual` job waits to be played before it expires (a duration like
+    /// `7d` or `12h`); unset: it waits for ever (in the store, costing no memory).
+    #[serde(default)]
+    pub manual_job_ttl: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -92,6 +96,7 @@ impl Default for ServerConfig {
             shutdown_grace: default_grace(),
             response_window: None,
             job_user: None,
+            manual_job_ttl: None,
         }
     }
 }
@@ -163,6 +168,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `server.response_window`, parsed.
     pub response_window: Option<Duration>,
+    /// `server.manual_job_ttl`, parsed.
+    pub manual_job_ttl: Option<Duration>,
     pub slack: Option<chatops_slack::SlackConfig>,
     /// `mattermost:`, validated; `None` turns Mattermost off.
     pub mattermost: Option<MattermostConfig>,
@@ -298,15 +305,18 @@ impl Config {
                     format!("server.shutdown_grace: {e}"),
                 )
             })?;
-        let response_window = match &raw.server.response_window {
-            None => None,
-            Some(window) => Some(chatops_ci::parse_duration(window).map_err(|e| {
+        // An optional `server.KEY` duration.
+        let optional_duration = |key: &str, value: &Option<String>| match value {
+            None => Ok(None),
+            Some(v) => chatops_ci::parse_duration(v).map(Some).map_err(|e| {
                 err(
-                    line_of_path(text, &["server".into(), "response_window".into()]),
-                    format!("server.response_window: {e}"),
+                    line_of_path(text, &["server".into(), key.into()]),
+                    format!("server.{key}: {e}"),
                 )
-            })?),
+            }),
         };
+        let response_window = optional_duration("response_window", &raw.server.response_window)?;
+        let manual_job_ttl = optional_duration("manual_job_ttl", &raw.server.manual_job_ttl)?;
         let data_dir = absolute(base, &raw.server.data_dir);
         let mut projects = Vec::new();
         for (key, value) in raw.projects {
@@ -344,6 +354,7 @@ impl Config {
             data_dir,
             shutdown_grace,
             response_window,
+            manual_job_ttl,
             slack: raw.slack,
             mattermost: raw.mattermost,
             discord: raw.discord,

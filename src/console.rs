@@ -1,25 +1,77 @@
 //! The console adapter: `chatops run` goes through the same pipeline as a chat command, and its
 //! reply arrives here instead of at a chat platform.
+//!
+//! Two sinks: the command line's own pipeline hands replies to the CLI over a channel; a
+//! server relays the replies of commands the CLI handed it ([`crate::remote`]) into the store,
+//! where that CLI reads them.
 
 use chatops_core::reply::{omitted_note, tail_within};
 use chatops_core::{
-    BoxFuture, Capabilities, ChatAdapter, ChatCommand, DeliveryError, HttpReply, Inbound,
-    InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget, Route, RouteKind, Via,
+    BoxFuture, Capabilities, ChannelId, ChatAdapter, ChatCommand, DeliveryError, HttpReply,
+    Inbound, InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget, Route,
+    RouteKind, UserId, Via,
 };
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 
 pub const PLATFORM: &str = "console";
 
-/// Delivers replies to a channel the CLI reads.
+/// The key of [`ReplyTarget::extra`] naming the command-line request a reply answers.
+pub const CLI_REQUEST: &str = "cli_request";
+
+enum Sink {
+    /// The CLI's own pipeline: the CLI reads this channel.
+    Channel(mpsc::UnboundedSender<Reply>),
+    /// A server: the reply goes into the store, to the request named by the target.
+    Store(chatops_store::Store),
+}
+
+/// Delivers console replies to the CLI.
 pub struct ConsoleAdapter {
-    replies: mpsc::UnboundedSender<Reply>,
+    sink: Sink,
 }
 
 impl ConsoleAdapter {
     pub fn new() -> (ConsoleAdapter, mpsc::UnboundedReceiver<Reply>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (ConsoleAdapter { replies: tx }, rx)
+        (
+            ConsoleAdapter {
+                sink: Sink::Channel(tx),
+            },
+            rx,
+        )
+    }
+
+    /// The server's console: replies to commands a CLI handed over are written to the store.
+    pub fn relay(store: chatops_store::Store) -> ConsoleAdapter {
+        ConsoleAdapter {
+            sink: Sink::Store(store),
+        }
+    }
+}
+
+/// A command typed on the command line by `user`, to the project answering `project_command`.
+pub fn command(project_command: &str, user: &str, text: String) -> ChatCommand {
+    let platform = PlatformId::new(PLATFORM);
+    ChatCommand {
+        platform: platform.clone(),
+        request_id: None,
+        team: None,
+        channel: ChannelId::new("console"),
+        channel_name: Some("console".into()),
+        user: UserId::new(user),
+        user_name: Some(user.to_owned()),
+        slash_command: project_command.to_owned(),
+        text,
+        reply_to: ReplyTarget {
+            platform,
+            response_url: None,
+            channel: ChannelId::new("console"),
+            user: UserId::new(user),
+            extra: Default::default(),
+        },
+        received_at: SystemTime::now(),
+        via_button: false,
     }
 }
 
@@ -89,11 +141,30 @@ impl ChatAdapter for ConsoleAdapter {
 
     fn deliver<'a>(
         &'a self,
-        _target: &'a ReplyTarget,
+        target: &'a ReplyTarget,
         reply: &'a Reply,
         _via: Via,
     ) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        let sent = self.replies.send(reply.clone());
-        Box::pin(async move { sent.map_err(|_| DeliveryError::permanent("the console is gone")) })
+        match &self.sink {
+            Sink::Channel(replies) => {
+                let sent = replies.send(reply.clone());
+                Box::pin(async move {
+                    sent.map_err(|_| DeliveryError::permanent("the console is gone"))
+                })
+            }
+            Sink::Store(store) => {
+                let request = target.extra.get(CLI_REQUEST).and_then(|v| v.as_u64());
+                let text = plain_text(reply);
+                Box::pin(async move {
+                    // A console job whose CLI is gone (created by an earlier `chatops run`)
+                    // has nobody to tell: delivered to nobody is still done.
+                    let Some(id) = request else { return Ok(()) };
+                    store
+                        .cli_reply(chatops_store::CliRequestId(id), text)
+                        .await
+                        .map_err(|e| DeliveryError::permanent(e.to_string()))
+                })
+            }
+        }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`check`]: `chatops check`, every job of every project and whether chat may run it.
 //! - [`console`]: the console adapter behind `chatops run`.
 //! - [`isolation`]: what keeps jobs from the server's secrets (not dumpable, private data_dir).
+//! - [`lock`]: one process runs jobs from a data dir (`data_dir/chatops.lock`).
+//! - [`remote`]: the command line hands `run`/`play`/`cancel` to the live server.
 //!
 //! The crates: `chatops-core` (commands, replies, roles, the adapter trait), `chatops-ci`
 //! (`.gitlab-ci.yml`), `chatops-pipeline` (actors, executor), `chatops-web` (routes),
@@ -17,6 +19,8 @@ pub mod check;
 pub mod config;
 pub mod console;
 pub mod isolation;
+pub mod lock;
+pub mod remote;
 
 use anyhow::Context as _;
 use chatops_core::{Adapters, ChatAdapter, SystemClock};
@@ -34,6 +38,8 @@ pub struct Application {
     addr: SocketAddr,
     server: actix_web::dev::Server,
     pipeline: PipelineHandle,
+    /// Held for the server's life: no other process recovers (kills) its jobs meanwhile.
+    _lock: lock::DataDirLock,
 }
 
 impl Application {
@@ -47,6 +53,9 @@ impl Application {
         {
             tracing::warn!("{warning}");
         }
+        // Before the store is opened and recovery runs: recovery kills the jobs of whoever
+        // ran before, which must not be a server still running.
+        let data_lock = lock::acquire(&config.data_dir, "serve")?;
         let listener = TcpListener::bind(&config.server.listen).with_context(|| {
             format!(
                 "{}: cannot listen on {} (server.listen)",
@@ -56,11 +65,14 @@ impl Application {
         })?;
         let addr = listener.local_addr()?;
         let public_url = config.public_url(&addr.to_string());
-        let adapters = build_adapters(config, &public_url)?;
+        let mut adapters = build_adapters(config, &public_url)?;
         let settings = settings(config, public_url, link_key(&config.data_dir)?);
         let store = open_store(&settings)?;
         warn_about_windows(&adapters, &settings);
+        // Replies to commands the command line handed over go back to it through the store.
+        adapters.register(Arc::new(console::ConsoleAdapter::relay(store.clone())));
         let pipeline = PipelineHandle::start(settings, adapters.clone(), store).await;
+        actix_rt::spawn(remote::serve_requests(pipeline.clone()));
         let state = chatops_web::WebState {
             pipeline: pipeline.clone(),
             adapters,
@@ -78,6 +90,7 @@ impl Application {
             addr,
             server,
             pipeline,
+            _lock: data_lock,
         })
     }
 
@@ -165,6 +178,7 @@ pub fn settings(config: &Config, public_url: String, link_key: Vec<u8>) -> Setti
         link_key,
         response_window: config.response_window,
         shutdown_grace: config.shutdown_grace,
+        manual_job_ttl: config.manual_job_ttl,
         projects: config.projects.clone(),
     }
 }

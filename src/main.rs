@@ -1,12 +1,11 @@
-//! The `chatops` command line (contract §1): `serve`, `check`, `run`, `jobs`, `log`.
+//! The `chatops` command line (contract §1): `serve`, `check`, `run`, `play`, `cancel`, `jobs`,
+//! `log`.
 
 use chatops::check;
 use chatops::config::Config;
 use chatops::console::{self, ConsoleAdapter};
 use chatops::Application;
-use chatops_core::{
-    Adapters, ChannelId, ChatCommand, JobId, JobStatus, PlatformId, ReplyTarget, UserId,
-};
+use chatops_core::{JobId, JobStatus};
 use chatops_pipeline::PipelineHandle;
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -55,13 +54,34 @@ enum Command {
         /// The chat user id to run as (its role comes from the project's `members`, platform `console`).
         #[arg(long, value_name = "ID")]
         user: Option<String>,
-        /// Also play the job if it is `when: manual` (otherwise it would wait forever).
+        /// Also play the job if it is `when: manual` (else it waits: `chatops play ID` starts it).
         #[arg(long)]
         play: bool,
         project: String,
         job: String,
         /// CHAT_INPUT (the words are joined with spaces).
         input: Vec<String>,
+    },
+    /// Start a `when: manual` job that waits (through the live server if one runs on the data
+    /// dir); its log streams to stderr, its outcome to stdout.
+    Play {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The chat user id to act as (its role comes from the project's `members`, platform `console`).
+        #[arg(long, value_name = "ID")]
+        user: Option<String>,
+        /// The job's id, as in `chatops jobs`.
+        id: String,
+    },
+    /// Cancel a job: a manual job that waits, or (through the live server) a queued or running one.
+    Cancel {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The chat user id to act as (its role comes from the project's `members`, platform `console`).
+        #[arg(long, value_name = "ID")]
+        user: Option<String>,
+        /// The job's id, as in `chatops jobs`.
+        id: String,
     },
     /// List recent jobs.
     Jobs {
@@ -102,6 +122,7 @@ fn main() -> ExitCode {
     // /proc/PID/environ), umask 077.
     chatops::isolation::harden_process();
     let cli = Cli::parse();
+    let play = matches!(cli.command, Command::Play { .. });
     match cli.command {
         Command::Serve { config } => {
             init_tracing("info");
@@ -148,10 +169,16 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let user = user
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "console".into());
+            let user = cli_user(user);
             actix_rt::System::new().block_on(run(config, user, play, project, job, input.join(" ")))
+        }
+        Command::Play { config, user, id } | Command::Cancel { config, user, id } => {
+            init_tracing("warn");
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            actix_rt::System::new().block_on(control(config, cli_user(user), &id, play))
         }
         Command::Jobs {
             config,
@@ -210,27 +237,146 @@ async fn shutdown_signal() {
     }
 }
 
-fn console_command(project_command: &str, user: &str, text: String) -> ChatCommand {
-    let platform = PlatformId::new(console::PLATFORM);
-    ChatCommand {
-        platform: platform.clone(),
-        request_id: None,
-        team: None,
-        channel: ChannelId::new("console"),
-        channel_name: Some("console".into()),
-        user: UserId::new(user),
-        user_name: Some(user.to_owned()),
-        slash_command: project_command.to_owned(),
-        text,
-        reply_to: ReplyTarget {
-            platform,
-            response_url: None,
-            channel: ChannelId::new("console"),
-            user: UserId::new(user),
-            extra: Default::default(),
-        },
-        received_at: SystemTime::now(),
-        via_button: false,
+/// How a command that runs jobs (`run`, `play`, `cancel`) reaches them: alone it holds the data
+/// dir's lock and runs a pipeline of its own (recovering what a previous run left, as a server
+/// would); beside a live server it hands the command to that server and follows the job
+/// through the store, touching none of the server's jobs (issue #9 item 8).
+enum Attached {
+    Local {
+        _lock: chatops::lock::DataDirLock,
+        pipeline: PipelineHandle,
+        replies: tokio::sync::mpsc::UnboundedReceiver<chatops_core::Reply>,
+    },
+    Remote {
+        store: chatops_store::Store,
+        /// The request whose job this command follows, once submitted.
+        request: Option<chatops_store::CliRequestId>,
+    },
+}
+
+impl Attached {
+    fn store(&self) -> &chatops_store::Store {
+        match self {
+            Attached::Local { pipeline, .. } => pipeline.store(),
+            Attached::Remote { store, .. } => store,
+        }
+    }
+
+    /// Hands `text` to the pipeline (ours or the server's); the ack's text and its job.
+    async fn submit(
+        &mut self,
+        project_command: &str,
+        user: &str,
+        text: String,
+    ) -> Result<(String, Option<JobId>), String> {
+        match self {
+            Attached::Local { pipeline, .. } => {
+                let ack = pipeline
+                    .submit(console::command(project_command, user, text))
+                    .await;
+                Ok((console::plain_text(&ack.reply), ack.job))
+            }
+            Attached::Remote { store, request } => {
+                let (id, ack, job) =
+                    chatops::remote::submit(store, project_command, user, text).await?;
+                *request = Some(id);
+                Ok((ack, job))
+            }
+        }
+    }
+
+    async fn status(&self, id: JobId) -> Option<JobStatus> {
+        match self {
+            Attached::Local { pipeline, .. } => pipeline.job_any(id).await.map(|v| v.status),
+            Attached::Remote { store, .. } => store.job(id).await.ok().flatten().map(|r| r.status),
+        }
+    }
+
+    /// The job's reply, if it came (to this command line).
+    async fn reply(&mut self) -> Option<String> {
+        match self {
+            Attached::Local { replies, .. } => {
+                replies.try_recv().ok().map(|r| console::plain_text(&r))
+            }
+            Attached::Remote {
+                store,
+                request: Some(request),
+            } => store.cli_request(*request).await.ok().flatten()?.reply,
+            Attached::Remote { request: None, .. } => None,
+        }
+    }
+
+    /// Local: stops our pipeline, letting replies to chat platforms go out first.
+    async fn finish(self) {
+        match self {
+            Attached::Local { pipeline, .. } => pipeline.shutdown().await,
+            Attached::Remote { store, .. } => {
+                let _ = store.close().await;
+            }
+        }
+    }
+}
+
+/// Takes the data dir's lock for `command` and starts a pipeline, or finds the live server.
+async fn attach(config: &Config, command: &str) -> Result<Attached, ExitCode> {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("chatops: {e}");
+        ExitCode::from(2)
+    };
+    match chatops::isolation::secure_data_dir(&config.data_dir, config.has_job_user()) {
+        Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
+        Err(e) => {
+            return Err(fail(&format!(
+                "cannot create {}: {e}",
+                config.data_dir.display()
+            )))
+        }
+    }
+    let lock = match chatops::lock::acquire(&config.data_dir, command) {
+        Ok(lock) => lock,
+        Err(chatops::lock::LockError::Held { holder, data_dir }) if holder.is_server() => {
+            eprintln!(
+                "chatops: a chatops server ({}) runs on {}: handing the command to it",
+                holder.pid_text(),
+                data_dir.display()
+            );
+            let path = data_dir.join("chatops.db");
+            let store = chatops_store::Store::open(&path).map_err(|e| fail(&e))?;
+            return Ok(Attached::Remote {
+                store,
+                request: None,
+            });
+        }
+        Err(e) => return Err(fail(&e)),
+    };
+    let key = chatops::link_key(&config.data_dir).map_err(|e| fail(&format!("{e:#}")))?;
+    let public_url = config.public_url(&config.server.listen);
+    // The chat platforms too: a job played here may have been asked for from chat, and its
+    // reply goes back there.
+    let mut adapters =
+        chatops::build_adapters(config, &public_url).map_err(|e| fail(&format!("{e:#}")))?;
+    let (adapter, replies) = ConsoleAdapter::new();
+    adapters.register(Arc::new(adapter));
+    let settings = chatops::settings(config, public_url, key);
+    let store = chatops::open_store(&settings).map_err(|e| fail(&format!("{e:#}")))?;
+    let pipeline = PipelineHandle::start(settings, adapters, store).await;
+    Ok(Attached::Local {
+        _lock: lock,
+        pipeline,
+        replies,
+    })
+}
+
+fn cli_user(user: Option<String>) -> String {
+    user.or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "console".into())
+}
+
+/// Exit status of a command that followed a job: 0 succeeded, 1 anything else.
+fn exit_for(status: Option<&JobStatus>) -> ExitCode {
+    match status {
+        Some(JobStatus::Succeeded) => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
     }
 }
 
@@ -255,69 +401,151 @@ async fn run(
         );
         return ExitCode::from(2);
     };
-    match chatops::isolation::secure_data_dir(&config.data_dir, config.has_job_user()) {
-        Ok(warnings) => warnings.iter().for_each(|w| tracing::warn!("{w}")),
-        Err(e) => {
-            eprintln!("chatops: cannot create {}: {e}", config.data_dir.display());
-            return ExitCode::from(2);
-        }
-    }
-    let key = match chatops::link_key(&config.data_dir) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("chatops: {e:#}");
-            return ExitCode::from(2);
-        }
+    let mut attached = match attach(&config, "run").await {
+        Ok(a) => a,
+        Err(code) => return code,
     };
-    let public_url = config.public_url(&config.server.listen);
-    let (adapter, mut replies) = ConsoleAdapter::new();
-    let mut adapters = Adapters::new();
-    adapters.register(Arc::new(adapter));
-    let settings = chatops::settings(&config, public_url, key);
-    let store = match chatops::open_store(&settings) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("chatops: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let pipeline = PipelineHandle::start(settings, adapters, store.clone()).await;
     let command = &project_settings.command;
     let text = if input.is_empty() {
         format!("run {job}")
     } else {
         format!("run {job} {input}")
     };
-    let ack = pipeline.submit(console_command(command, &user, text)).await;
-    let Some(id) = ack.job else {
-        eprint!("{}", console::plain_text(&ack.reply));
+    let code = match attached.submit(command, &user, text).await {
+        Err(e) => {
+            eprintln!("chatops: {e}");
+            ExitCode::from(1)
+        }
+        Ok((ack, None)) => {
+            eprint!("{ack}");
+            ExitCode::from(2)
+        }
+        Ok((ack, Some(id))) => {
+            eprint!("{ack}");
+            let manual = matches!(attached.status(id).await, Some(JobStatus::Manual));
+            if manual && !play {
+                eprintln!(
+                    "chatops: job #{id} is manual; play it with `chatops play {id}` (or run again with --play)"
+                );
+                ExitCode::from(1)
+            } else {
+                let played = if manual {
+                    match attached.submit(command, &user, format!("play {id}")).await {
+                        Ok((ack, job)) => {
+                            eprint!("{ack}");
+                            job.is_some()
+                        }
+                        Err(e) => {
+                            eprintln!("chatops: {e}");
+                            false
+                        }
+                    }
+                } else {
+                    true
+                };
+                if played {
+                    follow(&config, &mut attached, command, &user, id, true).await
+                } else {
+                    ExitCode::from(2)
+                }
+            }
+        }
+    };
+    attached.finish().await;
+    code
+}
+
+/// `chatops play ID` / `chatops cancel ID`: the command line's play and cancel buttons.
+async fn control(config: Config, user: String, id: &str, play: bool) -> ExitCode {
+    let Ok(id) = id.parse::<JobId>() else {
+        eprintln!("chatops: `{id}` is not a job id (a number, as in `chatops jobs`)");
         return ExitCode::from(2);
     };
-    eprint!("{}", console::plain_text(&ack.reply));
-    if matches!(pipeline.job(id).map(|v| v.status), Some(JobStatus::Manual)) {
-        if !play {
-            eprintln!("chatops: job #{id} is manual; run again with --play to start it");
+    let verb = if play { "play" } else { "cancel" };
+    let mut attached = match attach(&config, verb).await {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let code = control_inner(&config, &mut attached, &user, id, play).await;
+    attached.finish().await;
+    code
+}
+
+async fn control_inner(
+    config: &Config,
+    attached: &mut Attached,
+    user: &str,
+    id: JobId,
+    play: bool,
+) -> ExitCode {
+    let record = match find_job(config, attached.store(), id, 2).await {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let Some(project) = config.project(&record.project.to_string()).cloned() else {
+        eprintln!(
+            "chatops: job #{id} belongs to project `{}`, which {} no longer configures",
+            record.project,
+            config.source.display()
+        );
+        return ExitCode::from(2);
+    };
+    let verb = if play { "play" } else { "cancel" };
+    let (ack, job) = match attached
+        .submit(&project.command, user, format!("{verb} {id}"))
+        .await
+    {
+        Ok(answer) => answer,
+        Err(e) => {
+            eprintln!("chatops: {e}");
             return ExitCode::from(1);
         }
-        let played = pipeline
-            .submit(console_command(command, &user, format!("play {id}")))
-            .await;
-        eprint!("{}", console::plain_text(&played.reply));
+    };
+    if job.is_none() {
+        eprint!("{ack}");
+        return ExitCode::from(2);
     }
+    if !play {
+        print!("{ack}");
+        return ExitCode::SUCCESS;
+    }
+    eprint!("{ack}");
+    // The reply goes where the job was asked for; it comes here only for a console job
+    // followed by this very process.
+    let to_us = record.reply_target.platform.as_str() == console::PLATFORM
+        && matches!(attached, Attached::Local { .. });
+    follow(config, attached, &project.command, user, id, to_us).await
+}
+
+/// Streams the job's log to stderr until it ends, then prints its reply (or, when the reply
+/// goes to a chat channel, its outcome) on stdout. Ctrl-C cancels the job.
+async fn follow(
+    config: &Config,
+    attached: &mut Attached,
+    project_command: &str,
+    user: &str,
+    id: JobId,
+    expect_reply: bool,
+) -> ExitCode {
     let log_path = config.data_dir.join("logs").join(format!("{id}.log"));
-    let mut follower = chatops_pipeline::joblog::Follower::new(&log_secrets(&config));
+    let mut follower = chatops_pipeline::joblog::Follower::new(&log_secrets(config));
     let mut interrupted = false;
     let mut ended_at: Option<std::time::Instant> = None;
+    let mut status = None;
     let reply = loop {
         tokio::select! {
-            reply = replies.recv() => break reply,
             _ = tokio::time::sleep(Duration::from_millis(100)) => {
                 let _ = follower.poll(&log_path, &mut std::io::stderr());
-                // The reply should follow the job's end within milliseconds; if it never
-                // comes (the outbox gave up), do not wait forever.
-                let ended = pipeline.job(id).is_none_or(|v| v.status.is_terminal());
+                if let Some(reply) = attached.reply().await {
+                    break Some(reply);
+                }
+                status = attached.status(id).await;
+                let ended = status.as_ref().is_none_or(JobStatus::is_terminal);
                 match (ended, ended_at) {
+                    (true, _) if !expect_reply => break None,
                     (true, None) => ended_at = Some(std::time::Instant::now()),
+                    // The reply should follow the job's end within milliseconds; if it never
+                    // comes (the outbox gave up), do not wait forever.
                     (true, Some(t)) if t.elapsed() > Duration::from_secs(10) => break None,
                     _ => {}
                 }
@@ -325,27 +553,48 @@ async fn run(
             _ = tokio::signal::ctrl_c(), if !interrupted => {
                 interrupted = true;
                 eprintln!("chatops: canceling job #{id}…");
-                pipeline.submit(console_command(command, &user, format!("cancel {id}"))).await;
+                if let Err(e) = attached.submit(project_command, user, format!("cancel {id}")).await {
+                    eprintln!("chatops: {e}");
+                }
             }
         }
     };
     let _ = follower.poll(&log_path, &mut std::io::stderr());
     let _ = follower.finish(&mut std::io::stderr());
-    let Some(reply) = reply else {
-        eprintln!("chatops: the pipeline stopped before the job's reply arrived");
-        return ExitCode::from(1);
-    };
-    print!("{}", console::plain_text(&reply));
+    if reply.is_some() || status.as_ref().is_none_or(|s| !s.is_terminal()) {
+        status = attached.status(id).await;
+    }
+    match (&reply, &status) {
+        (Some(reply), _) => print!("{reply}"),
+        (None, Some(s)) if !expect_reply => println!("job #{id} {}", s.describe()),
+        _ => eprintln!("chatops: the pipeline stopped before the job's reply arrived"),
+    }
     let _ = std::io::stdout().flush();
-    let status = pipeline.job_any(id).await.map(|v| v.status);
-    let _ = store.close().await;
-    match status {
-        Some(JobStatus::Succeeded) => ExitCode::SUCCESS,
-        _ => ExitCode::from(1),
+    exit_for(status.as_ref())
+}
+
+/// Job `id` from the store; else says why not and gives the exit status `code`.
+async fn find_job(
+    config: &Config,
+    store: &chatops_store::Store,
+    id: JobId,
+    code: u8,
+) -> Result<chatops_store::JobRecord, ExitCode> {
+    match store.job(id).await {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => {
+            eprintln!("chatops: no job #{id} in {}", config.data_dir.display());
+            Err(ExitCode::from(code))
+        }
+        Err(e) => {
+            eprintln!("chatops: {e}");
+            Err(ExitCode::from(code))
+        }
     }
 }
 
-/// Opens the store for the read-only commands (`jobs`, `log`).
+/// Opens the store for the read-only commands (`jobs`, `log`): read-only, no migration, no
+/// recovery, so it is safe beside a live server (issue #9 item 8).
 fn store_of(config: &Config) -> Result<chatops_store::Store, ExitCode> {
     let path = config.data_dir.join("chatops.db");
     if !path.exists() {
@@ -355,7 +604,7 @@ fn store_of(config: &Config) -> Result<chatops_store::Store, ExitCode> {
         );
         return Err(ExitCode::from(1));
     }
-    chatops_store::Store::open(&path).map_err(|e| {
+    chatops_store::Store::open_read_only(&path).map_err(|e| {
         eprintln!("chatops: {e}");
         ExitCode::from(1)
     })
@@ -438,18 +687,11 @@ async fn log(config: Config, id: &str) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let record = store.job(id).await;
+    let record = find_job(&config, &store, id, 1).await;
     let _ = store.close().await;
     let record = match record {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            eprintln!("chatops: no job #{id} in {}", config.data_dir.display());
-            return ExitCode::from(1);
-        }
-        Err(e) => {
-            eprintln!("chatops: {e}");
-            return ExitCode::from(1);
-        }
+        Ok(r) => r,
+        Err(code) => return code,
     };
     let path = record
         .log_path

@@ -42,7 +42,7 @@ rg:
 "#;
 
 /// The job id an ack names: "(#12)".
-fn job_id_of(ack: &str) -> u64 {
+pub(crate) fn job_id_of(ack: &str) -> u64 {
     ack.split("(#")
         .nth(1)
         .and_then(|r| r.split(')').next())
@@ -50,7 +50,7 @@ fn job_id_of(ack: &str) -> u64 {
         .unwrap_or_else(|| panic!("no job id in ack: {ack}"))
 }
 
-fn chatops_cli(server: &TestServer, args: &[&str]) -> (i32, String) {
+pub(crate) fn chatops_cli(server: &TestServer, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_chatops"))
         .args(args)
         .arg("--config")
@@ -63,7 +63,7 @@ fn chatops_cli(server: &TestServer, args: &[&str]) -> (i32, String) {
     )
 }
 
-fn job_status(server: &TestServer, id: u64) -> String {
+pub(crate) fn job_status(server: &TestServer, id: u64) -> String {
     let (code, out) = chatops_cli(server, &["jobs", "--json"]);
     assert_eq!(code, 0, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("jobs JSON");

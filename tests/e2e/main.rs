@@ -7,6 +7,7 @@ mod conformance;
 mod durability;
 mod helpers;
 mod isolation;
+mod process;
 mod slack;
 
 /// The CI file most tests use: GitLab's two ChatOps examples and one job per behaviour.

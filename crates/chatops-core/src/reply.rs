@@ -168,6 +168,8 @@ pub enum JobStatus {
     },
     /// The server stopped (crash or restart) while the job ran.
     Interrupted,
+    /// A `when: manual` job nobody played within `server.manual_job_ttl`.
+    Expired,
 }
 
 impl JobStatus {
@@ -189,6 +191,7 @@ impl JobStatus {
             JobStatus::Canceled { .. } => "canceled",
             JobStatus::TimedOut { .. } => "timed_out",
             JobStatus::Interrupted => "interrupted",
+            JobStatus::Expired => "expired",
         }
     }
 
@@ -209,6 +212,9 @@ impl JobStatus {
                 format!("timed out after {}", format_duration(*after))
             }
             JobStatus::Interrupted => "was interrupted: the chatops server restarted".into(),
+            JobStatus::Expired => {
+                "expired: it waited to be played longer than server.manual_job_ttl".into()
+            }
         }
     }
 
@@ -218,7 +224,7 @@ impl JobStatus {
             JobStatus::Failed { .. } | JobStatus::TimedOut { .. } | JobStatus::Interrupted => {
                 Tone::Failure
             }
-            JobStatus::Canceled { .. } => Tone::Warning,
+            JobStatus::Canceled { .. } | JobStatus::Expired => Tone::Warning,
             _ => Tone::Neutral,
         }
     }

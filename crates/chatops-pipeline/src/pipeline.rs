@@ -17,7 +17,7 @@ use chatops_ci::{CiConfig, Decision, Lookup, Variables, When};
 use chatops_core::{
     Adapters, ChatCommand, JobId, JobName, JobStatus, ProjectName, Reply, Role, Subcommand, UserId,
 };
-use chatops_store::{CommandRecord, JobRecord, NewJob, Outcome, Recorded, Store};
+use chatops_store::{CommandRecord, JobRecord, JobUpdate, NewJob, Outcome, Recorded, Store};
 use dashmap::DashMap;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -127,6 +127,9 @@ impl PipelineHandle {
         });
         crate::recovery::recover(&shared).await;
         let _ = shared.outbox.set(Outbox::start(&shared));
+        if let Some(ttl) = shared.settings.manual_job_ttl {
+            actix::spawn(expire_manual_jobs(shared.clone(), ttl));
+        }
         let actor = PipelineActor {
             shared: shared.clone(),
             me: None,
@@ -235,16 +238,16 @@ impl PipelineHandle {
     }
 }
 
-/// Where a job is, as the pipeline sees it.
+/// Where a live job is, as the pipeline sees it. A manual job that waits to be played is not
+/// live: it is a row in the store (maybe for days, maybe by the ten thousand), and `play ID`
+/// reads it back (issue #9 item 9: holding each in memory grew the server without bound).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
-    Manual,
     Queued,
     Running,
 }
 
-/// A job's watcher, started only when needed: a manual job that waits (maybe for days, maybe
-/// by the thousand) is a plan in memory, not an actor.
+/// A job's watcher, started only when needed: a queued job is a plan, not an actor.
 enum Watcher {
     /// Always `Some` but while the watcher is being started.
     Pending(Option<Box<JobPlan>>),
@@ -255,7 +258,6 @@ struct Live {
     watcher: Watcher,
     project: ProjectName,
     stage: Stage,
-    job: JobRef,
     /// `resource_group:`: at most one job of a project's group runs at a time.
     resource_group: Option<String>,
 }
@@ -264,7 +266,7 @@ pub struct PipelineActor {
     shared: Arc<Shared>,
     /// This actor's own address, for the watchers it starts (set in `started`).
     me: Option<Addr<PipelineActor>>,
-    /// Jobs not yet ended: manual, queued or running.
+    /// Jobs not yet ended: queued or running (never the manual jobs that wait).
     live: HashMap<JobId, Live>,
     running: usize,
     running_by_project: HashMap<ProjectName, usize>,
@@ -299,10 +301,12 @@ struct CreateJob {
     file_variables: Vec<(String, String)>,
     input: String,
     revision: Revision,
+    /// A manual job being played, and by whom: it starts (or queues) whatever its `when`.
+    played_by: Option<(UserId, Option<String>)>,
 }
 
-/// `play ID` / `cancel ID`, after the permission check. `None` when the job is not live here
-/// (it may be a manual job from before a restart: the caller looks in the store).
+/// `cancel ID` of a live job, after the permission check. `None` when the job is not live here
+/// (it may be a manual job that waits: the caller looks in the store).
 #[derive(Message)]
 #[rtype(result = "Option<Ack>")]
 struct Control {
@@ -310,7 +314,6 @@ struct Control {
     project: ProjectName,
     by: UserId,
     by_name: Option<String>,
-    play: bool,
 }
 
 /// From a watcher: its job has ended (any terminal status); free its slot.
@@ -475,6 +478,7 @@ async fn prepare_inner(
                 input,
                 revision,
                 command: command.clone(),
+                played_by: None,
             };
             match addr.send(create).await {
                 Ok(ack) => (ack, None),
@@ -486,18 +490,20 @@ async fn prepare_inner(
                 return refuse_role(Role::RUN_JOBS);
             }
             let play = matches!(Subcommand::parse(&command.text), Subcommand::Play { .. });
-            let control = Control {
-                id: job,
-                project: project.name.clone(),
-                by: command.user.clone(),
-                by_name: command.user_name.clone(),
-                play,
-            };
-            let ack = match addr.send(control).await {
-                Ok(Some(ack)) => ack,
-                Ok(None) if play => adopt_manual(shared, addr, &project, job, command).await,
-                Ok(None) => Ack::refused(messages::unknown_job_id(job)),
-                Err(_) => Ack::refused(messages::shutting_down()),
+            let ack = if play {
+                play_manual(shared, addr, &project, job, command).await
+            } else {
+                let control = Control {
+                    id: job,
+                    project: project.name.clone(),
+                    by: command.user.clone(),
+                    by_name: command.user_name.clone(),
+                };
+                match addr.send(control).await {
+                    Ok(Some(ack)) => ack,
+                    Ok(None) => cancel_manual(shared, &project, job, command).await,
+                    Err(_) => Ack::refused(messages::shutting_down()),
+                }
             };
             let outcome = if ack.job.is_some() {
                 Outcome::Accepted
@@ -509,23 +515,74 @@ async fn prepare_inner(
     }
 }
 
-/// `play ID` for a manual job this server does not hold live: one created before a restart.
-/// Its record says which job it was; the CI file is read again (as GitLab plays a manual job
-/// of a pipeline created earlier) and the job joins the pipeline as if just created.
-async fn adopt_manual(
+/// Whether a manual job created at `created_at` has outlived `server.manual_job_ttl`.
+fn outlived(shared: &Shared, created_at: SystemTime) -> bool {
+    shared.settings.manual_job_ttl.is_some_and(|ttl| {
+        SystemTime::now()
+            .duration_since(created_at)
+            .is_ok_and(|age| age >= ttl)
+    })
+}
+
+/// The facts every message about a stored job carries.
+pub(crate) fn job_ref_of(shared: &Shared, job: &JobRecord) -> JobRef {
+    let command = shared
+        .settings
+        .project(&job.project)
+        .map(|p| p.command.clone())
+        .unwrap_or_else(|| format!("/{}", job.project));
+    JobRef {
+        id: job.id,
+        project: job.project.to_string(),
+        command,
+        job: job.job_name.to_string(),
+        user: job.user.clone(),
+        user_name: job.user_name.clone(),
+        link: shared.links.url(job.id),
+    }
+}
+
+/// A manual job that waits, from the store; or the refusal to answer instead.
+async fn waiting_manual(
+    shared: &Arc<Shared>,
+    project: &ProjectSettings,
+    id: JobId,
+) -> Result<JobRecord, Ack> {
+    let record = match shared.store.job(id).await {
+        Ok(Some(r)) if r.project != project.name => {
+            return Err(Ack::refused(messages::wrong_project(
+                id,
+                project.name.as_str(),
+            )))
+        }
+        Ok(Some(r)) => r,
+        _ => return Err(Ack::refused(messages::unknown_job_id(id))),
+    };
+    if record.status == JobStatus::Manual && outlived(shared, record.created_at) {
+        // The sweep has not reached it yet; it expired all the same.
+        let expired = JobUpdate::finished(JobStatus::Expired, SystemTime::now(), Duration::ZERO);
+        let _ = shared.store.update_job_if(id, "manual", expired).await;
+        return Err(Ack::refused(messages::not_manual(id, &JobStatus::Expired)));
+    }
+    if record.status != JobStatus::Manual {
+        return Err(Ack::refused(messages::not_manual(id, &record.status)));
+    }
+    Ok(record)
+}
+
+/// `play ID`: a manual job waits in the store, not in memory. Its record says which job it
+/// was; the CI file is read again (as GitLab plays a manual job of a pipeline created earlier,
+/// and as after a restart) and the job joins the pipeline as if just created.
+async fn play_manual(
     shared: &Arc<Shared>,
     addr: Addr<PipelineActor>,
     project: &ProjectSettings,
     id: JobId,
     command: &ChatCommand,
 ) -> Ack {
-    let record = match shared.store.job(id).await {
-        Ok(Some(r)) if r.status == JobStatus::Manual && r.project == project.name => r,
-        Ok(Some(r)) if r.project != project.name => {
-            return Ack::refused(messages::wrong_project(id, project.name.as_str()))
-        }
-        Ok(Some(r)) => return Ack::refused(messages::not_manual(id, &r.status)),
-        _ => return Ack::refused(messages::unknown_job_id(id)),
+    let record = match waiting_manual(shared, project, id).await {
+        Ok(r) => r,
+        Err(ack) => return ack,
     };
     let (revision, ci) = match load_ci(shared, project).await {
         Ok(loaded) => loaded,
@@ -561,6 +618,26 @@ async fn adopt_manual(
             "the CI file changed since it was created",
         ));
     };
+    // Manual → queued in one step: of two plays racing (two clicks, chat and the command
+    // line), one wins; the other is told the job no longer waits.
+    let claim = JobUpdate::status(JobStatus::Queued { position: 0 });
+    match shared.store.update_job_if(id, "manual", claim).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let status = shared
+                .store
+                .job(id)
+                .await
+                .ok()
+                .flatten()
+                .map_or(JobStatus::Running, |r| r.status);
+            return Ack::refused(messages::not_manual(id, &status));
+        }
+        Err(e) => {
+            tracing::error!(job = %id, error = %e, "cannot record that a manual job was played");
+            return Ack::refused(messages::internal_error("the play could not be recorded"));
+        }
+    }
     let create = CreateJob {
         id,
         project: project.name.clone(),
@@ -570,30 +647,97 @@ async fn adopt_manual(
         input: record.input.clone(),
         revision,
         command: original,
+        played_by: Some((command.user.clone(), command.user_name.clone())),
     };
-    if addr.send(create).await.is_err() {
-        return Ack::refused(messages::shutting_down());
+    let ack = match addr.send(create).await {
+        Ok(ack) => ack,
+        Err(_) => Ack::refused(messages::shutting_down()),
+    };
+    if ack.job.is_none() {
+        // Not started (the server is stopping): it waits again, playable after the restart.
+        let back = JobUpdate::status(JobStatus::Manual);
+        let _ = shared.store.update_job_if(id, "queued", back).await;
     }
-    let control = Control {
-        id,
-        project: project.name.clone(),
-        by: command.user.clone(),
-        by_name: command.user_name.clone(),
-        play: true,
+    ack
+}
+
+/// `cancel ID` for a job that is not live here: a manual job that waits, in the store. It is
+/// marked canceled and its channel told, as a canceled running job's would be.
+async fn cancel_manual(
+    shared: &Arc<Shared>,
+    project: &ProjectSettings,
+    id: JobId,
+    command: &ChatCommand,
+) -> Ack {
+    let record = match waiting_manual(shared, project, id).await {
+        Ok(r) => r,
+        Err(ack) => return ack,
     };
-    match addr.send(control).await {
-        Ok(Some(ack)) => ack,
-        _ => Ack::refused(messages::unknown_job_id(id)),
+    let by = command
+        .user_name
+        .clone()
+        .unwrap_or_else(|| command.user.to_string());
+    let status = JobStatus::Canceled { by: Some(by) };
+    let update = JobUpdate::finished(status.clone(), SystemTime::now(), Duration::ZERO);
+    match shared.store.update_job_if(id, "manual", update).await {
+        Ok(true) => {}
+        Ok(false) => return Ack::refused(messages::unknown_job_id(id)),
+        Err(e) => {
+            tracing::error!(job = %id, error = %e, "cannot record a cancel");
+            return Ack::refused(messages::internal_error("the cancel could not be recorded"));
+        }
+    }
+    Metrics::inc(&shared.metrics.jobs_canceled);
+    let reply = messages::finished(
+        &job_ref_of(shared, &record),
+        &status,
+        None,
+        chatops_core::OutputBlock::default(),
+    );
+    crate::outbox::send(shared.clone(), Some(id), record.reply_target.clone(), reply).await;
+    Ack {
+        reply: messages::cancel_requested(id),
+        job: Some(id),
     }
 }
 
-/// `help`: the jobs this user could run from chat now.
+/// Marks manual jobs older than `ttl` expired, now and then, until the store closes. The
+/// sweep is one indexed `UPDATE`; `play` also checks a job's age itself, so a job never starts
+/// late for want of a sweep.
+async fn expire_manual_jobs(shared: Arc<Shared>, ttl: Duration) {
+    let every = (ttl / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
+    loop {
+        let now = SystemTime::now();
+        let Some(before) = now.checked_sub(ttl) else {
+            return;
+        };
+        match shared.store.expire_manual_jobs(before, now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                expired = n,
+                ttl_s = ttl.as_secs(),
+                "manual jobs expired unplayed (server.manual_job_ttl)"
+            ),
+            Err(chatops_store::StoreError::Closed) => return,
+            Err(e) => tracing::warn!(error = %e, "cannot expire manual jobs"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// `help`: the jobs this user could run from chat now. A user who may run nothing learns so
+/// without the CI file being read: anyone in the workspace can type `help`, and reading (a
+/// large, or hostile) CI file on their behalf is work they have no right to cause (issue #9
+/// item 3).
 async fn help_for(
     shared: &Arc<Shared>,
     project: &ProjectSettings,
     role: Role,
     command: &ChatCommand,
 ) -> Reply {
+    if role < Role::RUN_JOBS {
+        return messages::help(project.name.as_str(), &project.command, &[], role);
+    }
     let runnable: Vec<(String, String)> = match load_ci(shared, project).await {
         Ok((revision, ci)) => {
             let vars = rule_variables(project, &revision, command, None);
@@ -814,6 +958,20 @@ impl Handler<CreateJob> for PipelineActor {
             user_name: msg.command.user_name.clone(),
             link: shared.links.url(id),
         };
+        let reply_played = match &msg.played_by {
+            Some((by, by_name)) => messages::play_requested(&job_ref, by, by_name.as_deref()),
+            // A manual job waits in the store only: nothing of it stays in memory.
+            None if msg.when == When::Manual => {
+                return MessageResult(Ack {
+                    reply: messages::manual(&job_ref),
+                    job: Some(id),
+                })
+            }
+            None => messages::started(&job_ref),
+        };
+        if self.live.contains_key(&id) {
+            return MessageResult(Ack::refused(messages::not_manual(id, &JobStatus::Running)));
+        }
         let log_path = shared.settings.log_path(id);
         shared.jobs.insert(
             id,
@@ -823,7 +981,7 @@ impl Handler<CreateJob> for PipelineActor {
                 job: msg.job.name.clone(),
                 user: msg.command.user.clone(),
                 platform: msg.command.platform.to_string(),
-                status: JobStatus::Manual,
+                status: JobStatus::Queued { position: 0 },
                 created_at: SystemTime::now(),
                 started_at: None,
                 finished_at: None,
@@ -850,22 +1008,19 @@ impl Handler<CreateJob> for PipelineActor {
             Live {
                 watcher,
                 project: msg.project.clone(),
-                stage: Stage::Manual,
-                job: job_ref.clone(),
+                stage: Stage::Queued,
                 resource_group,
             },
         );
-        let reply = if msg.when == When::Manual {
-            messages::manual(&job_ref)
-        } else if self.has_slot(id) && self.queue.is_empty() {
+        let reply = if self.has_slot(id) && self.queue.is_empty() {
             self.launch(id);
-            messages::started(&job_ref)
+            reply_played
         } else {
             let position = self.enqueue(id);
             // A slot may be free for this project even with others queued.
             self.drain_queue();
-            match self.live.get(&id).map(|l| l.stage) {
-                Some(Stage::Running) => messages::started(&job_ref),
+            match (self.live.get(&id).map(|l| l.stage), msg.played_by) {
+                (Some(Stage::Running), _) | (_, Some(_)) => reply_played,
                 _ => messages::queued(&job_ref, position),
             }
         };
@@ -892,28 +1047,6 @@ impl PipelineActor {
                 msg.id,
                 msg.project.as_str(),
             )));
-        }
-        if msg.play {
-            if live.stage != Stage::Manual {
-                let status = self
-                    .shared
-                    .jobs
-                    .get(&msg.id)
-                    .map(|v| v.status.clone())
-                    .unwrap_or(JobStatus::Running);
-                return Some(Ack::refused(messages::not_manual(msg.id, &status)));
-            }
-            let job_ref = live.job.clone();
-            if self.has_slot(msg.id) && self.queue.is_empty() {
-                self.launch(msg.id);
-            } else {
-                self.enqueue(msg.id);
-                self.drain_queue();
-            }
-            return Some(Ack {
-                reply: messages::play_requested(&job_ref, &msg.by, msg.by_name.as_deref()),
-                job: Some(msg.id),
-            });
         }
         let by = msg.by_name.unwrap_or_else(|| msg.by.to_string());
         if let Some(w) = self.watcher(msg.id) {
@@ -946,7 +1079,6 @@ impl Handler<JobEnded> for PipelineActor {
                     self.queue.retain(|id| *id != msg.id);
                     Metrics::dec(&self.shared.metrics.jobs_queued);
                 }
-                Stage::Manual => {}
             }
         }
         self.drain_queue();
@@ -957,24 +1089,17 @@ impl Handler<CountRunning> for PipelineActor {
     type Result = usize;
 
     fn handle(&mut self, _msg: CountRunning, _ctx: &mut Context<Self>) -> usize {
-        self.live
-            .values()
-            .filter(|l| l.stage != Stage::Manual)
-            .count()
+        self.live.len()
     }
 }
 
 impl Handler<CancelAll> for PipelineActor {
     type Result = ();
 
-    /// Cancels running and queued jobs; manual jobs keep waiting (playable after a restart).
+    /// Cancels running and queued jobs; manual jobs keep waiting (in the store, playable after
+    /// a restart).
     fn handle(&mut self, _msg: CancelAll, _ctx: &mut Context<Self>) {
-        let ids: Vec<JobId> = self
-            .live
-            .iter()
-            .filter(|(_, l)| l.stage != Stage::Manual)
-            .map(|(id, _)| *id)
-            .collect();
+        let ids: Vec<JobId> = self.live.keys().copied().collect();
         for id in ids {
             if let Some(w) = self.watcher(id) {
                 w.do_send(crate::watcher::Cancel {

@@ -6,12 +6,13 @@
 //!   process-group id, decides: a recycled id must never take an unrelated process down, and
 //!   a job that crashed before its group id reached the store is still found;
 //! - the job is marked interrupted, and its user is told, with the end of its log;
-//! - manual jobs that wait are left alone: `play ID` still starts them.
+//! - manual jobs that wait are left alone (they live in the store only): `play ID` still
+//!   starts them.
 //!
 //! Replies still in the outbox are sent by the outbox lanes, which start right after.
 
 use crate::joblog;
-use crate::messages::{self, JobRef};
+use crate::messages;
 use crate::outbox;
 use crate::pipeline::Shared;
 use chatops_core::{JobId, JobStatus, OutputBlock};
@@ -71,20 +72,7 @@ pub(crate) async fn recover(shared: &Arc<Shared>) {
 }
 
 fn interrupted_reply(shared: &Shared, job: &JobRecord) -> chatops_core::Reply {
-    let command = shared
-        .settings
-        .project(&job.project)
-        .map(|p| p.command.clone())
-        .unwrap_or_else(|| format!("/{}", job.project));
-    let job_ref = JobRef {
-        id: job.id,
-        project: job.project.to_string(),
-        command,
-        job: job.job_name.to_string(),
-        user: job.user.clone(),
-        user_name: job.user_name.clone(),
-        link: shared.links.url(job.id),
-    };
+    let job_ref = crate::pipeline::job_ref_of(shared, job);
     let log = job
         .log_path
         .clone()

@@ -21,6 +21,9 @@ pub struct Settings {
     pub response_window: Option<Duration>,
     /// On shutdown, how long running jobs may finish before they are stopped.
     pub shutdown_grace: Duration,
+    /// `server.manual_job_ttl`: how long a manual job waits to be played before it expires;
+    /// `None`: it waits for ever (in the store, not in memory).
+    pub manual_job_ttl: Option<Duration>,
     pub projects: Vec<ProjectSettings>,
     /// The server's own secrets (platform signing secrets and tokens, the link key as hex):
     /// masked in every job's output like the projects' secrets.

@@ -9,7 +9,7 @@
 //! - `schema`: connection settings and migrations (`PRAGMA user_version`).
 //! - `queries`: the SQL behind each method.
 //! - [`model`]: the records and requests ([`CommandRecord`], [`NewJob`], [`JobUpdate`],
-//!   [`JobRecord`], [`OutboxItem`], [`AttemptOutcome`], ...).
+//!   [`JobRecord`], [`OutboxItem`], [`AttemptOutcome`], [`CliRequest`], ...).
 //! - [`error`]: [`StoreError`], what can go wrong and what to do about it.
 //!
 //! # Group commit
@@ -41,8 +41,8 @@ mod worker;
 
 pub use error::StoreError;
 pub use model::{
-    AttemptOutcome, CommandId, CommandRecord, JobRecord, JobUpdate, NewJob, OutboxId, OutboxItem,
-    OutboxState, Outcome, Recorded, StoredCommand,
+    AttemptOutcome, CliRequest, CliRequestId, CommandId, CommandRecord, JobRecord, JobUpdate,
+    NewCliRequest, NewJob, OutboxId, OutboxItem, OutboxState, Outcome, Recorded, StoredCommand,
 };
 pub use store::{Store, StoreStats};
 

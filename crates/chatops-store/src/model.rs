@@ -287,6 +287,45 @@ pub struct JobRecord {
     pub response_url_uses: u32,
 }
 
+/// The id of a command-line request handed to the live server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CliRequestId(pub u64);
+
+impl fmt::Display for CliRequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A command the command line asks the live server to run for it (`chatops play 12` beside a
+/// running `chatops serve`): the server runs it as a console command of `user`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCliRequest {
+    pub created_at: SystemTime,
+    /// The asking process, for the server's log.
+    pub pid: u32,
+    /// The project's slash command (`/demo`).
+    pub slash_command: String,
+    /// The command text (`run deploy staging`, `play 12`, `cancel 12`).
+    pub text: String,
+    pub user: UserId,
+    pub user_name: Option<String>,
+}
+
+/// Where a command-line request is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CliRequest {
+    pub id: CliRequestId,
+    pub request: NewCliRequest,
+    /// Set once the server answered: the ack's text.
+    pub ack: Option<String>,
+    /// The job the command created or named, when the ack has one.
+    pub job: Option<JobId>,
+    pub answered: bool,
+    /// The job's reply, when it was addressed to this request.
+    pub reply: Option<String>,
+}
+
 /// Where a reply is in the outbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OutboxState {

@@ -4,9 +4,9 @@
 
 use crate::error::StoreError;
 use crate::model::{
-    duration_ms, from_ms, parse_via, to_ms, via_name, AttemptOutcome, CommandId, CommandRecord,
-    JobRecord, JobUpdate, NewJob, OutboxId, OutboxItem, OutboxState, Outcome, Recorded,
-    StoredCommand,
+    duration_ms, from_ms, parse_via, to_ms, via_name, AttemptOutcome, CliRequest, CliRequestId,
+    CommandId, CommandRecord, JobRecord, JobUpdate, NewCliRequest, NewJob, OutboxId, OutboxItem,
+    OutboxState, Outcome, Recorded, StoredCommand,
 };
 use chatops_core::{JobId, JobStatus, PlatformId, Reply, ReplyTarget};
 use rusqlite::{named_params, params, params_from_iter, Connection, OptionalExtension, Row};
@@ -349,6 +349,45 @@ pub(crate) fn update_job(
     Ok(())
 }
 
+/// [`update_job`] if the job's status name is still `expected`; whether it was applied.
+pub(crate) fn update_job_if(
+    conn: &Connection,
+    id: JobId,
+    expected: &str,
+    update: &JobUpdate,
+) -> Result<bool, StoreError> {
+    let Some(key) = sql_id(id.0) else {
+        return Ok(false);
+    };
+    let current: Option<String> = conn
+        .prepare_cached("SELECT status FROM jobs WHERE id = ?1")?
+        .query_row([key], |row| row.get(0))
+        .optional()?;
+    if current.as_deref() != Some(expected) {
+        return Ok(false);
+    }
+    update_job(conn, id, update)?;
+    Ok(true)
+}
+
+pub(crate) fn expire_manual_jobs(
+    conn: &Connection,
+    created_before: SystemTime,
+    at: SystemTime,
+) -> Result<usize, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE jobs SET status = 'expired', status_json = ?1, finished_at = ?2
+             WHERE status = 'manual' AND created_at < ?3",
+        )?
+        .execute(params![
+            to_json("a job status", &JobStatus::Expired)?,
+            to_ms(at),
+            to_ms(created_before)
+        ])?;
+    Ok(changed)
+}
+
 /// Counts one post through the job's `response_url` if fewer than `budget` were made; returns
 /// the number of this use (1-based), or `None` when the budget is spent.
 pub(crate) fn use_response_url(
@@ -597,4 +636,115 @@ pub(crate) fn reply_attempted(
         return Err(StoreError::ReplyNotPending(id));
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command-line requests
+
+pub(crate) fn submit_cli_request(
+    conn: &Connection,
+    request: &NewCliRequest,
+) -> Result<CliRequestId, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO cli_requests (created_at, pid, slash_command, text, user_id, user_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        to_ms(request.created_at),
+        request.pid,
+        request.slash_command,
+        request.text,
+        request.user.as_str(),
+        request.user_name
+    ])?;
+    Ok(CliRequestId(api_id(conn.last_insert_rowid())?))
+}
+
+const CLI_COLUMNS: &str =
+    "id, created_at, pid, slash_command, text, user_id, user_name, state, ack, job_id, reply";
+
+fn cli_from_row(row: &Row<'_>) -> Result<CliRequest, StoreError> {
+    Ok(CliRequest {
+        id: CliRequestId(api_id(row.get("id")?)?),
+        request: NewCliRequest {
+            created_at: from_ms(row.get("created_at")?),
+            pid: row.get::<_, Option<u32>>("pid")?.unwrap_or(0),
+            slash_command: row.get("slash_command")?,
+            text: row.get("text")?,
+            user: row.get::<_, String>("user_id")?.into(),
+            user_name: row.get("user_name")?,
+        },
+        ack: row.get("ack")?,
+        job: row
+            .get::<_, Option<i64>>("job_id")?
+            .map(api_id)
+            .transpose()?
+            .map(JobId),
+        answered: row.get::<_, String>("state")? == "answered",
+        reply: row.get("reply")?,
+    })
+}
+
+pub(crate) fn take_cli_requests(
+    conn: &Connection,
+    limit: usize,
+) -> Result<Vec<CliRequest>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let taken: Vec<CliRequest> = conn
+        .prepare_cached(&format!(
+            "SELECT {CLI_COLUMNS} FROM cli_requests WHERE state = 'pending' ORDER BY id LIMIT ?1"
+        ))?
+        .query_and_then([limit], cli_from_row)?
+        .collect::<Result<_, _>>()?;
+    let mut take = conn.prepare_cached("UPDATE cli_requests SET state = 'taken' WHERE id = ?1")?;
+    for request in &taken {
+        if let Some(key) = sql_id(request.id.0) {
+            take.execute([key])?;
+        }
+    }
+    Ok(taken)
+}
+
+pub(crate) fn answer_cli_request(
+    conn: &Connection,
+    id: CliRequestId,
+    ack: &str,
+    job: Option<JobId>,
+    at: SystemTime,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE cli_requests SET state = 'answered', ack = ?2, job_id = ?3, answered_at = ?4
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        sql_id(id.0),
+        ack,
+        job.and_then(|j| sql_id(j.0)),
+        to_ms(at)
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn cli_reply(
+    conn: &Connection,
+    id: CliRequestId,
+    reply: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE cli_requests SET reply = ?2 WHERE id = ?1")?
+        .execute(params![sql_id(id.0), reply])?;
+    Ok(())
+}
+
+pub(crate) fn cli_request(
+    conn: &Connection,
+    id: CliRequestId,
+) -> Result<Option<CliRequest>, StoreError> {
+    let Some(key) = sql_id(id.0) else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CLI_COLUMNS} FROM cli_requests WHERE id = ?1"
+    ))?;
+    let mut rows = stmt.query_and_then([key], cli_from_row)?;
+    rows.next().transpose()
 }

@@ -98,8 +98,36 @@ CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX outbox_job ON outbox (job_id, id) WHERE state = 'pending';
 "#;
 
+/// Schema version 2.
+///
+/// - `cli_requests`: commands the command line (`chatops run`, `play`, `cancel`) hands to the
+///   server that holds the data dir's lock, instead of running jobs itself beside it (two
+///   processes running jobs from one data dir would recover, i.e. kill, each other's). The
+///   server takes `pending` rows, runs each as a console command and writes its ack (`ack`,
+///   `job_id`, state `answered`), then the job's reply (`reply`) when it ends.
+/// - `jobs_manual`: waiting manual jobs by age, for `server.manual_job_ttl`.
+const V2: &str = r#"
+CREATE TABLE cli_requests (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at    INTEGER NOT NULL,
+    pid           INTEGER,
+    slash_command TEXT    NOT NULL,
+    text          TEXT    NOT NULL,
+    user_id       TEXT    NOT NULL,
+    user_name     TEXT,
+    state         TEXT    NOT NULL DEFAULT 'pending'
+                  CHECK (state IN ('pending', 'taken', 'answered')),
+    ack           TEXT,
+    job_id        INTEGER,
+    answered_at   INTEGER,
+    reply         TEXT
+);
+CREATE INDEX cli_requests_pending ON cli_requests (id) WHERE state = 'pending';
+CREATE INDEX jobs_manual ON jobs (created_at) WHERE status = 'manual';
+"#;
+
 /// Every migration, in order; the schema version is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Opens (creating when missing, with its parent folders) and migrates the database at `path`.
 pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
@@ -116,6 +144,35 @@ pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
     let mut conn = Connection::open(path).map_err(open_err)?;
     configure(&conn).map_err(open_err)?;
     migrate(&mut conn, path, MIGRATIONS)?;
+    Ok(conn)
+}
+
+/// Opens the database at `path` for reading only: no file is created, no migration runs, no
+/// write lock is ever taken (`chatops jobs` and `chatops log` beside a live server). A file of
+/// an older schema reads fine (the tables these commands read exist since version 1); one
+/// written by a newer chatops is refused.
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(open_err)?;
+    let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if found > supported {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found,
+            supported,
+        });
+    }
     Ok(conn)
 }
 

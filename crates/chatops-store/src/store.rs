@@ -3,14 +3,14 @@
 
 use crate::error::StoreError;
 use crate::model::{
-    AttemptOutcome, CommandRecord, JobRecord, JobUpdate, NewJob, OutboxId, OutboxItem, Recorded,
-    StoredCommand,
+    AttemptOutcome, CliRequest, CliRequestId, CommandRecord, JobRecord, JobUpdate, NewCliRequest,
+    NewJob, OutboxId, OutboxItem, Recorded, StoredCommand,
 };
 use crate::queries;
 use crate::schema;
 use crate::worker::{self, Call, Message, Shared};
 use chatops_core::{JobId, PlatformId, Reply, ReplyTarget};
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -58,8 +58,24 @@ impl Store {
     /// (a few milliseconds; it happens once, at start-up).
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let conn = schema::open(path)?;
+        Store::start(conn, path, TransactionBehavior::Immediate)
+    }
+
+    /// Opens an existing database at `path` for reading only (`chatops jobs`, `chatops log`):
+    /// nothing is created, migrated or written, so it is safe beside a live server. Every
+    /// method that writes fails (SQLite answers "attempt to write a readonly database").
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let conn = schema::open_read_only(path)?;
+        Store::start(conn, path, TransactionBehavior::Deferred)
+    }
+
+    fn start(
+        conn: Connection,
+        path: &Path,
+        behavior: TransactionBehavior,
+    ) -> Result<Store, StoreError> {
         let shared = Arc::new(Shared::default());
-        let sender = worker::spawn(conn, shared.clone())?;
+        let sender = worker::spawn(conn, shared.clone(), behavior)?;
         tracing::debug!(path = %path.display(), "store opened");
         Ok(Store {
             sender,
@@ -259,6 +275,68 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.call(move |conn| queries::reply_attempted(conn, id, &outcome))
             .await
+    }
+
+    /// Applies `update` to job `id` only if its status is still `expected` (a status name, e.g.
+    /// `manual`); answers whether it did. Check and change are one step, so of two plays of
+    /// one manual job only one gets `true`.
+    pub async fn update_job_if(
+        &self,
+        id: JobId,
+        expected: &'static str,
+        update: JobUpdate,
+    ) -> Result<bool, StoreError> {
+        self.call(move |conn| queries::update_job_if(conn, id, expected, &update))
+            .await
+    }
+
+    /// Marks every manual job created before `created_before` expired (finished at `at`);
+    /// answers how many.
+    pub async fn expire_manual_jobs(
+        &self,
+        created_before: SystemTime,
+        at: SystemTime,
+    ) -> Result<usize, StoreError> {
+        self.call(move |conn| queries::expire_manual_jobs(conn, created_before, at))
+            .await
+    }
+
+    /// Hands a command to the live server (the command line beside `chatops serve`).
+    pub async fn submit_cli_request(
+        &self,
+        request: NewCliRequest,
+    ) -> Result<CliRequestId, StoreError> {
+        self.call(move |conn| queries::submit_cli_request(conn, &request))
+            .await
+    }
+
+    /// Takes up to `limit` pending command-line requests, oldest first (the server runs them).
+    pub async fn take_cli_requests(&self, limit: usize) -> Result<Vec<CliRequest>, StoreError> {
+        self.call(move |conn| queries::take_cli_requests(conn, limit))
+            .await
+    }
+
+    /// The server's answer to a command-line request: the ack's text and its job.
+    pub async fn answer_cli_request(
+        &self,
+        id: CliRequestId,
+        ack: String,
+        job: Option<JobId>,
+        at: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.call(move |conn| queries::answer_cli_request(conn, id, &ack, job, at))
+            .await
+    }
+
+    /// The reply of the job a command-line request created.
+    pub async fn cli_reply(&self, id: CliRequestId, reply: String) -> Result<(), StoreError> {
+        self.call(move |conn| queries::cli_reply(conn, id, &reply))
+            .await
+    }
+
+    /// One command-line request, as it stands.
+    pub async fn cli_request(&self, id: CliRequestId) -> Result<Option<CliRequest>, StoreError> {
+        self.call(move |conn| queries::cli_request(conn, id)).await
     }
 
     /// Runs `f` on the store's thread like any request (tests: slow or panicking requests).

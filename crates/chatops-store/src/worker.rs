@@ -113,19 +113,27 @@ impl Drop for ClosedOnDrop {
 }
 
 /// Starts the thread that owns `conn`.
+/// `behavior` is how each batch's transaction begins: `Immediate` for a store that writes,
+/// `Deferred` for a read-only one (which may never take the write lock).
 pub(crate) fn spawn(
     conn: Connection,
     shared: Arc<Shared>,
+    behavior: TransactionBehavior,
 ) -> Result<mpsc::Sender<Message>, StoreError> {
     let (sender, receiver) = mpsc::channel();
     std::thread::Builder::new()
         .name("chatops-store".into())
-        .spawn(move || run(conn, receiver, shared))
+        .spawn(move || run(conn, receiver, shared, behavior))
         .map_err(StoreError::Spawn)?;
     Ok(sender)
 }
 
-fn run(mut conn: Connection, receiver: mpsc::Receiver<Message>, shared: Arc<Shared>) {
+fn run(
+    mut conn: Connection,
+    receiver: mpsc::Receiver<Message>,
+    shared: Arc<Shared>,
+    behavior: TransactionBehavior,
+) {
     let _closed = ClosedOnDrop(shared.clone());
     let mut closers = Vec::new();
     // `recv` fails once every handle is gone: nobody can ask anything any more.
@@ -142,7 +150,7 @@ fn run(mut conn: Connection, receiver: mpsc::Receiver<Message>, shared: Arc<Shar
                 Err(_) => break,
             }
         }
-        run_batch(&mut conn, requests, &shared);
+        run_batch(&mut conn, requests, &shared, behavior);
         if !closers.is_empty() {
             break;
         }
@@ -160,14 +168,19 @@ fn run(mut conn: Connection, receiver: mpsc::Receiver<Message>, shared: Arc<Shar
     }
 }
 
-fn run_batch(conn: &mut Connection, mut requests: Vec<Box<dyn Request>>, shared: &Shared) {
+fn run_batch(
+    conn: &mut Connection,
+    mut requests: Vec<Box<dyn Request>>,
+    shared: &Shared,
+    behavior: TransactionBehavior,
+) {
     if requests.is_empty() {
         return;
     }
     let count = requests.len();
     // IMMEDIATE takes the write lock up front (waiting up to the busy timeout for another
-    // process), so a batch never fails halfway on a lock upgrade.
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+    // process), so a batch never fails halfway on a lock upgrade. A read-only store defers.
+    let mut tx = match conn.transaction_with_behavior(behavior) {
         Ok(tx) => tx,
         Err(error) => {
             let message = error.to_string();

@@ -957,3 +957,111 @@ async fn bench_record_command() -> TestResult {
     println!("16 tasks / 1 task: {:.1}x", sixteen / one);
     Ok(())
 }
+
+fn manual_job(created: SystemTime) -> NewJob {
+    NewJob {
+        status: JobStatus::Manual,
+        created_at: created,
+        when: Some("manual".into()),
+        ..new_job("deploy")
+    }
+}
+
+async fn create_manual(store: &Store, created: SystemTime) -> Result<JobId, StoreError> {
+    let recorded = store
+        .record_command(accepted(None), Some(manual_job(created)))
+        .await?;
+    recorded
+        .job()
+        .ok_or_else(|| StoreError::Corrupt("no job created".into()))
+}
+
+#[tokio::test]
+async fn only_one_of_two_plays_claims_a_manual_job() -> TestResult {
+    let dir = TempDir::new()?;
+    let store = open(&dir)?;
+    let id = create_manual(&store, t(1)).await?;
+    let claim = || JobUpdate::status(JobStatus::Queued { position: 0 });
+    let (a, b) = tokio::join!(
+        store.update_job_if(id, "manual", claim()),
+        store.update_job_if(id, "manual", claim())
+    );
+    assert_eq!([a?, b?].iter().filter(|won| **won).count(), 1);
+    let job = store.job(id).await?.ok_or("job gone")?;
+    assert_eq!(job.status, JobStatus::Queued { position: 0 });
+    assert!(!store.update_job_if(JobId(9999), "manual", claim()).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn manual_jobs_older_than_the_cutoff_expire() -> TestResult {
+    let dir = TempDir::new()?;
+    let store = open(&dir)?;
+    let old = create_manual(&store, t(1)).await?;
+    let young = create_manual(&store, t(100)).await?;
+    let queued = create_job(&store, "build").await?;
+    assert_eq!(store.expire_manual_jobs(t(50), t(200)).await?, 1);
+    let status = |r: Option<JobRecord>| r.map(|r| r.status);
+    assert_eq!(status(store.job(old).await?), Some(JobStatus::Expired));
+    assert_eq!(
+        store.job(old).await?.and_then(|r| r.finished_at),
+        Some(t(200))
+    );
+    assert_eq!(status(store.job(young).await?), Some(JobStatus::Manual));
+    assert_eq!(
+        status(store.job(queued).await?),
+        Some(JobStatus::Queued { position: 0 })
+    );
+    // Expired is final.
+    let play = JobUpdate::status(JobStatus::Running);
+    assert!(store.update_job(old, play).await.is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cli_request_is_taken_once_answered_and_replied() -> TestResult {
+    let dir = TempDir::new()?;
+    let store = open(&dir)?;
+    let id = store
+        .submit_cli_request(NewCliRequest {
+            created_at: t(1),
+            pid: 42,
+            slash_command: "/demo".into(),
+            text: "play 7".into(),
+            user: "alice".into(),
+            user_name: Some("alice".into()),
+        })
+        .await?;
+    let taken = store.take_cli_requests(10).await?;
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].request.text, "play 7");
+    assert!(store.take_cli_requests(10).await?.is_empty(), "taken once");
+    store
+        .answer_cli_request(id, "played".into(), Some(JobId(7)), t(2))
+        .await?;
+    store.cli_reply(id, "succeeded".into()).await?;
+    let got = store.cli_request(id).await?.ok_or("request gone")?;
+    assert!(got.answered);
+    assert_eq!(got.ack.as_deref(), Some("played"));
+    assert_eq!(got.job, Some(JobId(7)));
+    assert_eq!(got.reply.as_deref(), Some("succeeded"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_read_only_store_reads_beside_a_writer_and_writes_nothing() -> TestResult {
+    let dir = TempDir::new()?;
+    let missing = dir.path().join("none.db");
+    assert!(Store::open_read_only(&missing).is_err());
+    assert!(!missing.exists(), "read-only never creates the file");
+    let store = open(&dir)?;
+    let id = create_job(&store, "deploy").await?;
+    let reader = Store::open_read_only(store.path())?;
+    assert_eq!(reader.job(id).await?.map(|j| j.id), Some(id));
+    assert_eq!(reader.recent_jobs(10).await?.len(), 1);
+    assert!(create_job(&reader, "nope").await.is_err(), "writes fail");
+    // The writer is not held up by the reader.
+    create_job(&store, "again").await?;
+    assert_eq!(reader.recent_jobs(10).await?.len(), 2);
+    Ok(())
+}
