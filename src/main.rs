@@ -1,7 +1,7 @@
 //! The `chatops` command line (contract §1): `serve`, `check`, `run`, `jobs`, `log`.
 
 use chatops::check;
-use chatops::config::Config;
+use chatops::config::{Config, LoadMode};
 use chatops::console::{self, ConsoleAdapter};
 use chatops::Application;
 use chatops_core::{
@@ -39,6 +39,9 @@ enum Command {
     Serve {
         #[command(flatten)]
         config: ConfigArg,
+        /// The address:port to listen on, overriding `server.listen` (port 0 picks a free port).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
     },
     /// Load the config and every project's CI file; report every job.
     Check {
@@ -91,7 +94,11 @@ fn init_tracing(default: &str) {
 }
 
 fn load_config(arg: &ConfigArg) -> Result<Config, ExitCode> {
-    Config::load(arg.config.as_deref()).map_err(|e| {
+    load_config_as(arg, LoadMode::Full)
+}
+
+fn load_config_as(arg: &ConfigArg, mode: LoadMode) -> Result<Config, ExitCode> {
+    Config::load_as(arg.config.as_deref(), mode).map_err(|e| {
         eprintln!("chatops: {e}");
         ExitCode::from(2)
     })
@@ -100,12 +107,15 @@ fn load_config(arg: &ConfigArg) -> Result<Config, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => {
+        Command::Serve { config, listen } => {
             init_tracing("info");
-            let config = match load_config(&config) {
+            let mut config = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            if let Some(listen) = listen {
+                config.server.listen = listen;
+            }
             actix_rt::System::new().block_on(serve(config))
         }
         Command::Check { config, json } => {
@@ -156,7 +166,7 @@ fn main() -> ExitCode {
             json,
         } => {
             init_tracing("warn");
-            let config = match load_config(&config) {
+            let config = match load_config_as(&config, LoadMode::ReadOnly) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -164,7 +174,7 @@ fn main() -> ExitCode {
         }
         Command::Log { config, id } => {
             init_tracing("warn");
-            let config = match load_config(&config) {
+            let config = match load_config_as(&config, LoadMode::ReadOnly) {
                 Ok(c) => c,
                 Err(code) => return code,
             };

@@ -6,6 +6,7 @@ mod conformance;
 mod durability;
 mod helpers;
 mod slack;
+mod usability;
 
 /// The CI file most tests use: GitLab's two ChatOps examples and one job per behaviour.
 pub const CI: &str = r#"
