@@ -5,8 +5,9 @@
 use crate::helpers::*;
 use crate::CI;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn chatops() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_chatops"));
@@ -253,4 +254,90 @@ fn jobs_and_log_do_not_need_platform_secrets() {
         err.contains("chatops.yaml:4: `${E2E_SLACK_SECRET}` is not set: export E2E_SLACK_SECRET, or write `${E2E_SLACK_SECRET:-default}` in the config"),
         "{err}"
     );
+}
+
+/// Runs `cmd` to its end, killing it (and whatever it started) if it outlives `bound`; its
+/// output and how long it took.
+async fn output_within(mut cmd: Command, bound: Duration) -> (Output, Duration) {
+    use std::os::unix::process::CommandExt;
+    let started = Instant::now();
+    let mut child = cmd
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            let out = child.wait_with_output().expect("output");
+            return (out, started.elapsed());
+        }
+        if started.elapsed() > bound {
+            // SAFETY: signalling the process group of our own child.
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+            }
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "still running after {bound:?}\nstdout: {}\nstderr: {}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn the_slack_command_script_stops_after_an_ack_only_reply_and_prints_a_job_reply() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: examples/slack-command.sh needs python3, which is not installed");
+        return;
+    }
+    let reply_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    folder_project(dir.path(), "project");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "server:\n  listen: 127.0.0.1:0\n  data_dir: data\nslack:\n  signing_secret: {SLACK_SECRET}\n  response_url_hosts: [\"127.0.0.1:{reply_port}\"]\nprojects:\n  ops:\n    repository: project\n    default_role: developer\n"
+        ),
+    );
+    let server =
+        TestServer::spawn_with(Arc::new(dir), config.into(), FakePlatform::start(), &[]).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/slack-command.sh");
+    let wait = 60u64;
+    let script_run = |secret: &str, text: &str| {
+        let mut c = Command::new(&script);
+        c.env("CHATOPS_URL", &server.base)
+            .env("SLACK_SIGNING_SECRET", secret)
+            .args(["--command", "/ops", "--wait", &wait.to_string()])
+            .args(["--reply-port", &reply_port.to_string(), text]);
+        c
+    };
+    // `help` is answered in the ack alone: nothing follows, so the script must not wait.
+    let (out, took) = output_within(script_run(SLACK_SECRET, "help"), PATIENCE).await;
+    let stdout = succeeded(&out);
+    assert!(
+        stdout.contains("hello-world"),
+        "the help lists jobs: {stdout}"
+    );
+    assert!(
+        took < Duration::from_secs(wait),
+        "returned after {took:?}, not waiting {wait}s for a reply that never comes"
+    );
+    // A bad signature: 401, said plainly, no waiting.
+    let (out, took) = output_within(script_run("wrong-secret", "run hello-world"), PATIENCE).await;
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+    assert!(took < Duration::from_secs(wait), "{took:?}");
+    // A job: its reply arrives at the script's listener and is printed.
+    let (out, _) = output_within(script_run(SLACK_SECRET, "run hello-world"), PATIENCE).await;
+    let stdout = succeeded(&out);
+    assert!(stdout.contains("reply posted to response_url"), "{stdout}");
+    assert!(stdout.contains("Hello World"), "{stdout}");
 }
