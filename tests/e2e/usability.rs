@@ -330,6 +330,10 @@ async fn the_slack_command_script_stops_after_an_ack_only_reply_and_prints_a_job
         took < Duration::from_secs(wait),
         "returned after {took:?}, not waiting {wait}s for a reply that never comes"
     );
+    // A manual job waits to be played: its ack is the whole answer for now.
+    let (out, took) = output_within(script_run(SLACK_SECRET, "run manual-deploy"), PATIENCE).await;
+    assert!(succeeded(&out).contains("when: manual"));
+    assert!(took < Duration::from_secs(wait), "{took:?}");
     // A bad signature: 401, said plainly, no waiting.
     let (out, took) = output_within(script_run("wrong-secret", "run hello-world"), PATIENCE).await;
     assert_ne!(out.status.code(), Some(0));
