@@ -183,24 +183,44 @@ pub struct Config {
 /// The secret the demo config falls back to; the server warns when it is in use.
 pub const DEMO_SLACK_SECRET: &str = "chatops-demo-signing-secret";
 
+/// The top-level sections that configure a chat platform.
+const PLATFORM_SECTIONS: [&str; 3] = ["slack", "mattermost", "discord"];
+
+/// What the config is loaded for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// `serve`, `check`, `run`: everything must be complete, platform secrets included.
+    Full,
+    /// `jobs`, `log`: only the store is read, so the platform sections are not needed. An unset
+    /// `${VAR}` inside them is tolerated and they are left out of the result (`None`): an
+    /// operator can list jobs without the server's secrets in the environment.
+    ReadOnly,
+}
+
 impl Config {
     /// Loads `path`, or (when `path` is `None`) `$CHATOPS_CONFIG`, else `config/chatops.yaml`,
     /// else the embedded default.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_as(path, LoadMode::Full)
+    }
+
+    /// [`Config::load`] for `mode`.
+    pub fn load_as(path: Option<&Path>, mode: LoadMode) -> Result<Config, ConfigError> {
         let env_path = std::env::var_os("CHATOPS_CONFIG").map(PathBuf::from);
         let chosen = path.map(Path::to_path_buf).or(env_path);
         match chosen {
-            Some(p) => Config::load_file(&p),
+            Some(p) => Config::load_file_as(&p, mode),
             None => {
                 let default = PathBuf::from("config/chatops.yaml");
                 if default.exists() {
-                    Config::load_file(&default)
+                    Config::load_file_as(&default, mode)
                 } else {
-                    Config::from_text(
+                    Config::from_text_as(
                         EMBEDDED_DEFAULT,
                         Path::new("<embedded default config>"),
                         &embedded_base(),
                         &|name| std::env::var(name).ok(),
+                        mode,
                     )
                 }
             }
@@ -208,6 +228,10 @@ impl Config {
     }
 
     pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_file_as(path, LoadMode::Full)
+    }
+
+    fn load_file_as(path: &Path, mode: LoadMode) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_owned(),
             line: None,
@@ -226,7 +250,7 @@ impl Config {
             })
             .unwrap_or(Path::new("."));
         let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_owned());
-        Config::from_text(&text, path, &base, &|name| std::env::var(name).ok())
+        Config::from_text_as(&text, path, &base, &|name| std::env::var(name).ok(), mode)
     }
 
     /// Parses config text; `env` looks variables up (injectable for tests).
@@ -235,6 +259,17 @@ impl Config {
         file: &Path,
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        Config::from_text_as(text, file, base, env, LoadMode::Full)
+    }
+
+    /// [`Config::from_text`] for `mode`.
+    pub fn from_text_as(
+        text: &str,
+        file: &Path,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        mode: LoadMode,
     ) -> Result<Config, ConfigError> {
         let err = |line: Option<usize>, message: String| ConfigError {
             file: file.to_owned(),
@@ -250,7 +285,13 @@ impl Config {
         if value.is_null() {
             value = Value::Mapping(Mapping::new());
         }
-        expand_env(&mut value, &mut Vec::new(), env).map_err(|(path, msg)| {
+        // Read-only commands never use the platform sections: an unset variable there expands
+        // to nothing instead of failing (the sections are dropped below).
+        let lenient: &[&str] = match mode {
+            LoadMode::ReadOnly => &PLATFORM_SECTIONS,
+            LoadMode::Full => &[],
+        };
+        expand_top_level(&mut value, env, lenient).map_err(|(path, msg)| {
             let line = msg
                 .split('`')
                 .nth(1)
@@ -260,8 +301,30 @@ impl Config {
         })?;
         check_snowflake_quoted(&value)
             .map_err(|(path, msg)| err(line_of_path(text, &path), msg))?;
-        let raw: RawConfig =
+        let mut raw: RawConfig =
             typed(value, &[]).map_err(|(path, msg)| err(line_of_path(text, &path), msg))?;
+        let mut warnings = Vec::new();
+        match mode {
+            LoadMode::ReadOnly => {
+                raw.slack = None;
+                raw.mattermost = None;
+                raw.discord = None;
+            }
+            LoadMode::Full => {
+                if raw.slack.is_none() && raw.mattermost.is_none() && raw.discord.is_none() {
+                    warnings.push(
+                        "no chat platform is configured: the server takes no commands. Add a `slack:`, `mattermost:` or `discord:` section (see docs/config.md)."
+                            .to_owned(),
+                    );
+                }
+                if raw.projects.is_empty() {
+                    warnings.push(
+                        "no project is configured: chat commands have nothing to run. Add one under `projects:` (see docs/config.md)."
+                            .to_owned(),
+                    );
+                }
+            }
+        }
         // What serde cannot check, each adapter's `validate()` does; its message names the key
         // (`mattermost.tokens`), which gives the line.
         if let Some(slack) = &raw.slack {
@@ -283,7 +346,6 @@ impl Config {
             })?;
         }
 
-        let mut warnings = Vec::new();
         if let Some(slack) = &raw.slack {
             if slack.signing_secret == DEMO_SLACK_SECRET {
                 warnings.push(
@@ -615,6 +677,28 @@ fn scalar_map(map: &Mapping, project: &str, key: &str) -> Result<Vec<(String, St
     Ok(out)
 }
 
+/// Expands every top-level section; in the `lenient` ones an unset variable expands to nothing.
+fn expand_top_level(
+    value: &mut Value,
+    env: &dyn Fn(&str) -> Option<String>,
+    lenient: &[&str],
+) -> Result<(), PathErr> {
+    let Value::Mapping(map) = value else {
+        return expand_env(value, &mut Vec::new(), env);
+    };
+    let or_empty = |name: &str| env(name).or_else(|| Some(String::new()));
+    for (k, v) in map.iter_mut() {
+        let section = k.as_str().unwrap_or_default().to_owned();
+        let env: &dyn Fn(&str) -> Option<String> = if lenient.contains(&section.as_str()) {
+            &or_empty
+        } else {
+            env
+        };
+        expand_env(v, &mut vec![section], env)?;
+    }
+    Ok(())
+}
+
 /// Expands `${NAME}` and `${NAME:-default}` in every string of the tree.
 fn expand_env(
     value: &mut Value,
@@ -671,7 +755,7 @@ pub fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
             (None, Some(d)) => out.push_str(d),
             (None, None) => {
                 return Err(format!(
-                    "`${{{name}` is not set: export {name}, or write ${{{name}:-default}} in the config"
+                    "`${{{name}}}` is not set: export {name}, or write `${{{name}:-default}}` in the config"
                 ))
             }
         }
@@ -809,6 +893,117 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.line, Some(4), "{e}");
         assert!(e.message.contains("MISSING"), "{e}");
+    }
+
+    #[test]
+    fn the_unset_variable_message_is_balanced_and_says_what_to_do() {
+        let e = expand_str("x${MISSING}y", &env).unwrap_err();
+        assert_eq!(
+            e,
+            "`${MISSING}` is not set: export MISSING, or write `${MISSING:-default}` in the config"
+        );
+        assert_eq!(e.matches('`').count() % 2, 0, "{e}");
+    }
+
+    const PLATFORMS_WITH_UNSET_SECRETS: &str = "slack:\n  signing_secret: ${UNSET_SLACK}\nmattermost:\n  url: https://chat.example.com\n  tokens: [\"${UNSET_MM}\"]\ndiscord:\n  public_key: ${UNSET_KEY}\n  application_id: \"${UNSET_APP}\"\nprojects:\n  demo:\n    repository: r\n    secrets: {T: \"${SECRET}\"}\n";
+
+    #[test]
+    fn read_only_loading_tolerates_unset_platform_secrets() {
+        let read_only = |text: &str| {
+            Config::from_text_as(
+                text,
+                Path::new("c.yaml"),
+                Path::new("/base"),
+                &env,
+                LoadMode::ReadOnly,
+            )
+        };
+        let c = read_only(PLATFORMS_WITH_UNSET_SECRETS).expect("loads without the secrets");
+        assert!(c.slack.is_none() && c.mattermost.is_none() && c.discord.is_none());
+        assert_eq!(c.projects[0].secrets, vec![("T".into(), "s3cr3t".into())]);
+        let e = load(PLATFORMS_WITH_UNSET_SECRETS).unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("`${UNSET_SLACK}` is not set"), "{e}");
+        // Outside the platform sections an unset variable is still an error, and so is a
+        // misspelt key inside them.
+        let e = read_only("projects:\n  demo:\n    repository: r\n    secrets: {T: \"${NOPE}\"}\n")
+            .unwrap_err();
+        assert!(e.message.contains("`${NOPE}` is not set"), "{e}");
+        let e = read_only("slack:\n  signing_secret: ${NOPE}\n  bot_tokn: x\n").unwrap_err();
+        assert!(e.message.contains("unknown key `bot_tokn`"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_config_is_warned_about() {
+        let c = load("server:\n  listen: 127.0.0.1:0\n").unwrap();
+        assert!(
+            c.warnings.iter().any(|w| w.contains("no chat platform")),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            c.warnings.iter().any(|w| w.contains("no project")),
+            "{:?}",
+            c.warnings
+        );
+        let c = load(&platforms(
+            "  url: https://chat.example.com\n  tokens: [t]\n",
+            &good_discord(),
+        ))
+        .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    /// The ```yaml blocks of a Markdown file, with the line each starts on.
+    fn yaml_blocks(markdown: &str) -> Vec<(usize, String)> {
+        let mut blocks = Vec::new();
+        let mut current: Option<(usize, String)> = None;
+        for (i, line) in markdown.lines().enumerate() {
+            match current.as_mut() {
+                None if line.trim_start().starts_with("```yaml") => {
+                    current = Some((i + 2, String::new()))
+                }
+                None => {}
+                Some(_) if line.trim_start().starts_with("```") => {
+                    blocks.extend(current.take());
+                }
+                Some((_, text)) => {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+        blocks
+    }
+
+    /// Every YAML example in the README and the config reference is a config chatops loads,
+    /// so the documentation cannot drift into invalid YAML or unknown keys.
+    #[test]
+    fn every_yaml_block_in_the_docs_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dummy = |name: &str| -> Option<String> {
+            Some(match name {
+                "DISCORD_PUBLIC_KEY" => DISCORD_KEY.to_owned(),
+                "DISCORD_APPLICATION_ID" => "1100000000000000001".to_owned(),
+                _ => format!("dummy-{}", name.to_ascii_lowercase()),
+            })
+        };
+        let mut checked = 0;
+        for doc in ["README.md", "docs/config.md"] {
+            let path = root.join(doc);
+            let markdown = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let blocks = yaml_blocks(&markdown);
+            assert!(!blocks.is_empty(), "{doc} has YAML examples");
+            for (line, block) in blocks {
+                let name = format!("{doc} (the block at line {line})");
+                if let Err(e) = Config::from_text(&block, Path::new(&name), root, &dummy) {
+                    panic!("the YAML block at {name} does not load: {e}\n{block}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2, "{checked}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `log`.
 
 use chatops::check;
-use chatops::config::Config;
+use chatops::config::{Config, LoadMode};
 use chatops::console::{self, ConsoleAdapter};
 use chatops::Application;
 use chatops_core::{JobId, JobStatus};
@@ -38,6 +38,9 @@ enum Command {
     Serve {
         #[command(flatten)]
         config: ConfigArg,
+        /// The address:port to listen on, overriding `server.listen` (port 0 picks a free port).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
     },
     /// Load the config and every project's CI file; report every job.
     Check {
@@ -111,7 +114,11 @@ fn init_tracing(default: &str) {
 }
 
 fn load_config(arg: &ConfigArg) -> Result<Config, ExitCode> {
-    Config::load(arg.config.as_deref()).map_err(|e| {
+    load_config_as(arg, LoadMode::Full)
+}
+
+fn load_config_as(arg: &ConfigArg, mode: LoadMode) -> Result<Config, ExitCode> {
+    Config::load_as(arg.config.as_deref(), mode).map_err(|e| {
         eprintln!("chatops: {e}");
         ExitCode::from(2)
     })
@@ -124,12 +131,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let play = matches!(cli.command, Command::Play { .. });
     match cli.command {
-        Command::Serve { config } => {
+        Command::Serve { config, listen } => {
             init_tracing("info");
-            let config = match load_config(&config) {
+            let mut config = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            if let Some(listen) = listen {
+                config.server.listen = listen;
+            }
             actix_rt::System::new().block_on(serve(config))
         }
         Command::Check { config, json } => {
@@ -186,7 +196,7 @@ fn main() -> ExitCode {
             json,
         } => {
             init_tracing("warn");
-            let config = match load_config(&config) {
+            let config = match load_config_as(&config, LoadMode::ReadOnly) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -194,7 +204,7 @@ fn main() -> ExitCode {
         }
         Command::Log { config, id } => {
             init_tracing("warn");
-            let config = match load_config(&config) {
+            let config = match load_config_as(&config, LoadMode::ReadOnly) {
                 Ok(c) => c,
                 Err(code) => return code,
             };

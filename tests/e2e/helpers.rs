@@ -238,6 +238,16 @@ impl TestServer {
         config_path: PathBuf,
         fake: FakePlatform,
     ) -> TestServer {
+        Self::spawn_with(dir, config_path, fake, &[]).await
+    }
+
+    /// `chatops serve --config CONFIG ARGS...` on a config the test wrote itself.
+    pub async fn spawn_with(
+        dir: Arc<tempfile::TempDir>,
+        config_path: PathBuf,
+        fake: FakePlatform,
+        args: &[&str],
+    ) -> TestServer {
         // The server's extra environment, kept beside the config so a restart gets it too.
         let env: Vec<(String, String)> =
             serde_json::from_str(&read(&dir.path().join("server.env"))).unwrap_or_default();
@@ -246,6 +256,7 @@ impl TestServer {
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
+            .args(args)
             .env("RUST_LOG", "info")
             .env("SLACK_SIGNING_SECRET", "must-not-reach-jobs")
             .stdin(Stdio::null())
@@ -502,6 +513,25 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .expect("VmHWM")
+}
+
+/// Runs git in `repo` (with a fixed identity); its trimmed stdout. Panics when git fails.
+pub fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(repo)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Polls `f` until it holds.

@@ -9,6 +9,7 @@ mod helpers;
 mod isolation;
 mod process;
 mod slack;
+mod usability;
 
 /// The CI file most tests use: GitLab's two ChatOps examples and one job per behaviour.
 pub const CI: &str = r#"

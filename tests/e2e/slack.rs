@@ -421,23 +421,7 @@ async fn git_projects_run_the_default_branch_head_in_a_fresh_checkout() {
     let committed = "where:\n  script:\n    - 'echo \"sha=$CI_COMMIT_SHA branch=$CI_COMMIT_BRANCH\"; pwd; cat marker.txt'\n";
     std::fs::write(repo.join(".gitlab-ci.yml"), committed).expect("ci");
     std::fs::write(repo.join("marker.txt"), "committed marker\n").expect("marker");
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(&repo)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .output()
-            .expect("git");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let git = |args: &[&str]| git(&repo, args);
     git(&["init", "-q", "-b", "trunk"]);
     git(&["add", "."]);
     git(&["commit", "-qm", "ci"]);

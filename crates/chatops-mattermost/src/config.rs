@@ -59,7 +59,7 @@ impl MattermostConfig {
         if self.tokens.iter().all(|t| t.trim().is_empty()) {
             return Err(MattermostError::Config(
                 "mattermost.tokens has no token: add the slash command's token \
-                 (Integrations → Slash Commands), e.g. [${MATTERMOST_COMMAND_TOKEN}]"
+                 (Integrations → Slash Commands), e.g. [\"${MATTERMOST_COMMAND_TOKEN}\"]"
                     .into(),
             ));
         }
