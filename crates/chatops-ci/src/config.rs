@@ -328,6 +328,7 @@ pub(crate) fn build(loaded: Loaded, source: &dyn crate::Source) -> Result<CiConf
         listing,
         order,
         placeholders,
+        budget,
     } = loaded;
     let main_file = files.first().map(|f| f.path.clone()).unwrap_or_default();
     // The file and line of a key path, for messages.
@@ -441,7 +442,7 @@ pub(crate) fn build(loaded: Loaded, source: &dyn crate::Source) -> Result<CiConf
             continue;
         }
         let parsed = match value {
-            Raw::Map(m) => parse_job(name, m, &defaults, &unsupported),
+            Raw::Map(m) => parse_job(name, m, &defaults, &unsupported, &budget),
             Raw::Null => Err((
                 format!("jobs:{name} config can't be blank"),
                 vec![name.clone()],

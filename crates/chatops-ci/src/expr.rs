@@ -519,7 +519,8 @@ mod tests {
     /// item 16). Case matters (`to_s` is lowercase); null and regexes are not coerced.
     #[test]
     fn booleans_compare_with_strings_as_their_text() {
-        let table: &[(&str, &[(&str, &str)], bool)] = &[
+        type Row = (&'static str, &'static [(&'static str, &'static str)], bool);
+        let table: &[Row] = &[
             ("true == $A", &[("A", "true")], true),
             ("$A == true", &[("A", "true")], true),
             ("false == $A", &[("A", "false")], true),

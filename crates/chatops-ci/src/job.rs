@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::parse_duration;
 use crate::rules::{bool_of, parse_policy, parse_rules, Policy, Rule, RuleKind};
 use crate::variables::VarDef;
-use crate::yaml::{Raw, RawMap};
+use crate::yaml::{Budget, Raw, RawMap};
 
 /// When a job runs, GitLab's `when:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,12 +260,14 @@ pub(crate) struct Defaults {
 }
 
 /// Reads one job hash. `unsupported` names the includes chatops could not read: a job
-/// lacking a script then is marked broken instead of failing the whole file.
+/// lacking a script then is marked broken instead of failing the whole file. Scripts
+/// inherited from `default:` are copies taken from `budget`.
 pub(crate) fn parse_job(
     name: &str,
     map: &RawMap,
     defaults: &Defaults,
     unsupported: &[String],
+    budget: &Budget,
 ) -> Result<(Job, JobSpec), (String, Vec<String>)> {
     let at = KeyPath::root("jobs").key(name);
     let err = |key: &str, msg: String| (msg, vec![name.to_string(), key.to_string()]);
@@ -325,17 +327,34 @@ pub(crate) fn parse_job(
             }
         }
     };
+    // A copy of `default:`'s script per job: 10,000 jobs inheriting a 1 MiB one would be
+    // 10 GB, so each copy is taken from the budget first.
+    let inherit = |key: &str, script: &Option<Vec<String>>| {
+        let script = script.as_deref().unwrap_or_default();
+        let bytes = script.iter().map(|l| l.len() + 1).sum();
+        budget.take_bytes(bytes).map_err(|e| {
+            (
+                format!(
+                    "{at}: {e} once every job gets its copy of `default:{key}`; make it \
+                     smaller (a script file in the repository) or set `inherit: default: \
+                     false` where it is not needed"
+                ),
+                vec![name.to_string()],
+            )
+        })?;
+        Ok(script.to_vec())
+    };
     let before_script = match script_of("before_script")? {
         Some(s) => s,
         None if inherit_default.allows("before_script") => {
-            defaults.before_script.clone().unwrap_or_default()
+            inherit("before_script", &defaults.before_script)?
         }
         None => Vec::new(),
     };
     let after_script = match script_of("after_script")? {
         Some(s) => s,
         None if inherit_default.allows("after_script") => {
-            defaults.after_script.clone().unwrap_or_default()
+            inherit("after_script", &defaults.after_script)?
         }
         None => Vec::new(),
     };
