@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use crate::job::{parse_job, parse_script, parse_variables, Defaults, Filter, JobSpec, KeyPath};
+use crate::job::{
+    check_keys, parse_job, parse_script, parse_variables, Defaults, Filter, JobSpec, KeyPath,
+};
 use crate::load::Loaded;
 use crate::rules::{
     first_match, needs_files, parse_rules, policy_parts, rule_when, EvalCtx, PipelineFacts,
@@ -27,6 +29,42 @@ pub(crate) const RESERVED: &[&str] = &[
     "spec",
     "types",
 ];
+
+/// The stages a pipeline has when `stages:` is absent (GitLab's `Entry::Stages.default`).
+const DEFAULT_STAGES: &[&str] = &["build", "test", "deploy"];
+
+/// The pipeline's stages, as GitLab wraps them: `.pre`, the file's `stages:` (or legacy
+/// `types:`, or the defaults), `.post`. `Err` is the message for a malformed list.
+fn stages(root: &RawMap) -> Result<Vec<String>, String> {
+    let declared = match root.get("stages").or_else(|| root.get("types")) {
+        None | Some(Raw::Null) => DEFAULT_STAGES.iter().map(|s| s.to_string()).collect(),
+        Some(Raw::Seq(items)) => {
+            // Nested lists (from `!reference` or anchors) are flattened, as GitLab does.
+            let mut flat = Vec::new();
+            let mut stack: Vec<&Raw> = items.iter().rev().collect();
+            while let Some(item) = stack.pop() {
+                match item {
+                    Raw::Seq(inner) => stack.extend(inner.iter().rev()),
+                    other => flat.push(
+                        other
+                            .scalar_string()
+                            .ok_or("stages config should be an array of strings")?,
+                    ),
+                }
+            }
+            flat
+        }
+        Some(_) => return Err("stages config should be an array of strings".into()),
+    };
+    let mut out = vec![".pre".to_string()];
+    for s in declared {
+        if s != ".pre" && s != ".post" && !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out.push(".post".into());
+    Ok(out)
+}
 
 /// A loaded, resolved CI configuration.
 #[derive(Debug, Clone)]
@@ -328,6 +366,7 @@ pub(crate) fn build(loaded: Loaded, source: &dyn crate::Source) -> Result<CiConf
         listing,
         order,
         placeholders,
+        budget,
     } = loaded;
     let main_file = files.first().map(|f| f.path.clone()).unwrap_or_default();
     // The file and line of a key path, for messages.
@@ -420,6 +459,8 @@ pub(crate) fn build(loaded: Loaded, source: &dyn crate::Source) -> Result<CiConf
         }
     };
 
+    let stages = stages(&root).map_err(|e| invalid(&["stages"], e.to_string()))?;
+
     let mut jobs = Vec::new();
     let mut specs = Vec::new();
     let mut by_name = HashMap::new();
@@ -440,8 +481,25 @@ pub(crate) fn build(loaded: Loaded, source: &dyn crate::Source) -> Result<CiConf
             hidden.push(name.clone());
             continue;
         }
+        let mut unknown_keys = None;
         let parsed = match value {
-            Raw::Map(m) => parse_job(name, m, &defaults, &unsupported),
+            Raw::Map(m) => {
+                // Before anything else: a misspelt `except:` or `rules:` must not leave a job
+                // runnable from chat, so GitLab's refusal of the file is kept. A job without
+                // `script:`/`run:`/`trigger:` cannot run anyway (chatops keeps the other jobs
+                // then); its unknown keys fail the file only when one looks like a misspelt
+                // keyword (`scrpt:`), else they are the reason it cannot run.
+                if let Err(unknown) = check_keys(name, m) {
+                    let runs = ["script", "run", "trigger"]
+                        .iter()
+                        .any(|k| m.contains_key(k));
+                    if runs || unknown.misspelt {
+                        return Err(invalid(&[name, &unknown.first], unknown.message));
+                    }
+                    unknown_keys = Some(unknown.message);
+                }
+                parse_job(name, m, &defaults, &unsupported, &budget)
+            }
             Raw::Null => Err((
                 format!("jobs:{name} config can't be blank"),
                 vec![name.clone()],
@@ -451,7 +509,7 @@ pub(crate) fn build(loaded: Loaded, source: &dyn crate::Source) -> Result<CiConf
                 vec![name.clone()],
             )),
         };
-        let (job, spec) = match (parsed, broken.get(name)) {
+        let (job, mut spec) = match (parsed, broken.get(name)) {
             (Ok((job, mut spec)), reason) => {
                 if let Some(reason) = reason {
                     spec.broken = Some(reason.clone());
@@ -466,6 +524,31 @@ pub(crate) fn build(loaded: Loaded, source: &dyn crate::Source) -> Result<CiConf
                 return Err(invalid(&path, message));
             }
         };
+        if let Some(message) = unknown_keys {
+            spec.broken = Some(message);
+        }
+        if spec.broken.is_none() {
+            let stage = job.stage.as_deref().unwrap_or("test");
+            if !stages.iter().any(|s| s == stage) {
+                let message = format!(
+                    "{name} job: chosen stage {stage} does not exist; available stages are {}",
+                    stages.join(", ")
+                );
+                if job.stage.is_none() {
+                    // GitLab refuses this too (no `stage:` is `test`), but files written for
+                    // chat alone often list only their own stages: the job runs the same, so
+                    // `check` says it and the file still loads.
+                    warnings.push(format!("{message} (the job has no `stage:`, so `test`)"));
+                } else if unsupported.is_empty() {
+                    return Err(invalid(&[name, "stage"], message));
+                } else {
+                    // `stages:` may be in an include chatops cannot read.
+                    warnings.push(format!(
+                        "{message} (unless `stages:` comes from an include chatops cannot read)"
+                    ));
+                }
+            }
+        }
         by_name.insert(name.clone(), jobs.len());
         jobs.push(job);
         specs.push(spec);

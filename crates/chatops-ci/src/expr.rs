@@ -102,11 +102,17 @@ impl Val {
         }
     }
 
+    /// GitLab's `LogicalOperator#compare_with_coercion`, behind `==` and `!=`: a boolean
+    /// compared with a string is compared as its `to_s` (`true == "true"`, `false ==
+    /// $A` with A = `"false"`); anything else is Ruby's `==`.
     fn equals(&self, other: &Val) -> bool {
         match (self, other) {
             (Val::Null, Val::Null) => true,
             (Val::Bool(a), Val::Bool(b)) => a == b,
             (Val::Str(a), Val::Str(b)) => a == b,
+            (Val::Bool(b), Val::Str(s)) | (Val::Str(s), Val::Bool(b)) => {
+                s.as_str() == if *b { "true" } else { "false" }
+            }
             // Two regex objects are never `==` in Ruby unless they are the same object.
             _ => false,
         }
@@ -506,6 +512,48 @@ mod tests {
         yes("true", &[]);
         no("false", &[]);
         yes("$A == \"a\" && true", &v);
+    }
+
+    /// GitLab coerces a boolean compared with a string to its text (`LogicalOperator#
+    /// compare_with_coercion`): `true == $A` holds when A is the string `"true"` (issue #9
+    /// item 16). Case matters (`to_s` is lowercase); null and regexes are not coerced.
+    #[test]
+    fn booleans_compare_with_strings_as_their_text() {
+        type Row = (&'static str, &'static [(&'static str, &'static str)], bool);
+        let table: &[Row] = &[
+            ("true == $A", &[("A", "true")], true),
+            ("$A == true", &[("A", "true")], true),
+            ("false == $A", &[("A", "false")], true),
+            ("$A == false", &[("A", "false")], true),
+            ("true == $A", &[("A", "false")], false),
+            ("false == $A", &[("A", "true")], false),
+            ("true == $A", &[("A", "True")], false),
+            ("true == $A", &[("A", "1")], false),
+            ("true == $A", &[("A", "")], false),
+            ("true == $A", &[], false),
+            ("false == $A", &[], false),
+            ("true != $A", &[("A", "true")], false),
+            ("false != $A", &[("A", "true")], true),
+            ("$A != true", &[("A", "yes")], true),
+            ("true == \"true\"", &[], true),
+            ("'false' == false", &[], true),
+            ("true == true", &[], true),
+            ("true == false", &[], false),
+            ("true == null", &[], false),
+            ("false == null", &[], false),
+            // A comparison's result is a boolean too, coerced the same way.
+            ("$A == \"a\" == \"true\"", &[("A", "a")], true),
+            ("$A == \"a\" == \"true\"", &[("A", "b")], false),
+            ("$A == \"a\" == \"false\"", &[("A", "b")], true),
+            (
+                "$A == \"a\" && true == $B",
+                &[("A", "a"), ("B", "true")],
+                true,
+            ),
+        ];
+        for (expr, vars, want) in table {
+            assert_eq!(eval_with(expr, vars), Ok(*want), "{expr} with {vars:?}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::parse_duration;
 use crate::rules::{bool_of, parse_policy, parse_rules, Policy, Rule, RuleKind};
 use crate::variables::VarDef;
-use crate::yaml::{Raw, RawMap};
+use crate::yaml::{Budget, Raw, RawMap};
 
 /// When a job runs, GitLab's `when:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +109,121 @@ impl fmt::Display for KeyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Keys every job may have (GitLab's `Processable::PROCESSABLE_ALLOWED_KEYS`).
+const PROCESSABLE_KEYS: &[&str] = &[
+    "extends",
+    "stage",
+    "only",
+    "except",
+    "rules",
+    "variables",
+    "inherit",
+    "allow_failure",
+    "when",
+    "needs",
+    "resource_group",
+    "environment",
+    "interruptible",
+];
+
+/// Keys of a job that runs a script (`Entry::Job::ALLOWED_KEYS`, with EE's
+/// `dast_configuration`, `identity` and `secrets`, and `inputs`, the job inputs of
+/// `Entry::JobInput`).
+const SCRIPT_JOB_KEYS: &[&str] = &[
+    "tags",
+    "script",
+    "image",
+    "services",
+    "start_in",
+    "artifacts",
+    "cache",
+    "dependencies",
+    "before_script",
+    "after_script",
+    "hooks",
+    "coverage",
+    "retry",
+    "parallel",
+    "timeout",
+    "release",
+    "id_tokens",
+    "publish",
+    "pages",
+    "manual_confirmation",
+    "run",
+    "dast_configuration",
+    "identity",
+    "secrets",
+    "inputs",
+];
+
+/// Keys of a trigger job (`Entry::Bridge::ALLOWED_KEYS`).
+const TRIGGER_JOB_KEYS: &[&str] = &["trigger"];
+
+/// A job's keys that no job may have, as GitLab reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UnknownKeys {
+    /// GitLab's message, with a suggestion where a key looks misspelt:
+    /// `jobs:build config contains unknown keys: excpet (did you mean except?)`.
+    pub message: String,
+    /// The first unknown key, for its line.
+    pub first: String,
+    /// Whether one of them looks like a misspelt job keyword.
+    pub misspelt: bool,
+}
+
+/// The job keyword closest to `key`, when `key` looks like a misspelling of it.
+fn misspelling_of(key: &str) -> Option<&'static str> {
+    [PROCESSABLE_KEYS, SCRIPT_JOB_KEYS, TRIGGER_JOB_KEYS]
+        .iter()
+        .flat_map(|list| list.iter().copied())
+        .map(|known| (strsim::damerau_levenshtein(key, known), known))
+        .filter(|(d, known)| *d <= 2 && *d < known.len() / 2 + 1)
+        .min()
+        .map(|(_, known)| known)
+}
+
+/// GitLab's check of a visible job's keys, after `extends` is applied. GitLab checks a job
+/// with `script:`/`run:` against the script job's keys and one with `trigger:` against the
+/// trigger job's; chatops accepts the keys of either for every job, because a job's
+/// `script:` often comes from an include chatops cannot read (so which list GitLab would use
+/// is unknown), and GitLab's own schema accepts both. Hidden jobs are templates: GitLab does
+/// not check them.
+///
+/// A misspelt key (`excpet: [chat]`) would otherwise be ignored and the job run from chat.
+pub(crate) fn check_keys(name: &str, map: &RawMap) -> Result<(), UnknownKeys> {
+    let known = |k: &str| {
+        [PROCESSABLE_KEYS, SCRIPT_JOB_KEYS, TRIGGER_JOB_KEYS]
+            .iter()
+            .any(|list| list.contains(&k))
+    };
+    let unknown: Vec<&str> = map
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !known(k))
+        .collect();
+    let Some(first) = unknown.first() else {
+        return Ok(());
+    };
+    let guesses: Vec<String> = unknown
+        .iter()
+        .filter_map(|k| misspelling_of(k))
+        .map(str::to_string)
+        .collect();
+    let mut message = format!(
+        "jobs:{name} config contains unknown keys: {}",
+        unknown.join(", ")
+    );
+    if !guesses.is_empty() {
+        message.push_str(&format!(" (did you mean {}?)", guesses.join(", ")));
+    }
+    Err(UnknownKeys {
+        message,
+        first: first.to_string(),
+        misspelt: !guesses.is_empty(),
+    })
 }
 
 /// GitLab allows scripts nested up to 10 levels (from `!reference` and anchors).
@@ -260,12 +375,14 @@ pub(crate) struct Defaults {
 }
 
 /// Reads one job hash. `unsupported` names the includes chatops could not read: a job
-/// lacking a script then is marked broken instead of failing the whole file.
+/// lacking a script then is marked broken instead of failing the whole file. Scripts
+/// inherited from `default:` are copies taken from `budget`.
 pub(crate) fn parse_job(
     name: &str,
     map: &RawMap,
     defaults: &Defaults,
     unsupported: &[String],
+    budget: &Budget,
 ) -> Result<(Job, JobSpec), (String, Vec<String>)> {
     let at = KeyPath::root("jobs").key(name);
     let err = |key: &str, msg: String| (msg, vec![name.to_string(), key.to_string()]);
@@ -325,17 +442,34 @@ pub(crate) fn parse_job(
             }
         }
     };
+    // A copy of `default:`'s script per job: 10,000 jobs inheriting a 1 MiB one would be
+    // 10 GB, so each copy is taken from the budget first.
+    let inherit = |key: &str, script: &Option<Vec<String>>| {
+        let script = script.as_deref().unwrap_or_default();
+        let bytes = script.iter().map(|l| l.len() + 1).sum();
+        budget.take_bytes(bytes).map_err(|e| {
+            (
+                format!(
+                    "{at}: {e} once every job gets its copy of `default:{key}`; make it \
+                     smaller (a script file in the repository) or set `inherit: default: \
+                     false` where it is not needed"
+                ),
+                vec![name.to_string()],
+            )
+        })?;
+        Ok(script.to_vec())
+    };
     let before_script = match script_of("before_script")? {
         Some(s) => s,
         None if inherit_default.allows("before_script") => {
-            defaults.before_script.clone().unwrap_or_default()
+            inherit("before_script", &defaults.before_script)?
         }
         None => Vec::new(),
     };
     let after_script = match script_of("after_script")? {
         Some(s) => s,
         None if inherit_default.allows("after_script") => {
-            defaults.after_script.clone().unwrap_or_default()
+            inherit("after_script", &defaults.after_script)?
         }
         None => Vec::new(),
     };
@@ -390,7 +524,16 @@ pub(crate) fn parse_job(
         })?),
     };
     let allow_failure = allow_failure_declared.unwrap_or(when == When::Manual);
-    let stage = map.get("stage").and_then(Raw::scalar_string);
+    let stage = match map.get("stage") {
+        None | Some(Raw::Null) => None,
+        Some(Raw::Str(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(err(
+                "stage",
+                format!("{at}:stage config should be a string"),
+            ))
+        }
+    };
     let resource_group = map.get("resource_group").and_then(Raw::scalar_string);
     let variables = match map.get("variables") {
         None => Vec::new(),

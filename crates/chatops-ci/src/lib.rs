@@ -80,6 +80,14 @@ pub fn load_with(
     load_str_with(source, ci_file, &text, vars)
 }
 
+/// Parses a `rules:if` / `only:variables` expression and evaluates it with `vars` (no other
+/// variables are defined): what a rule's `if:` decides. `Err` is the parse error, in GitLab's
+/// words where it has them. For tools and fuzzing; loading a file evaluates rules itself.
+pub fn eval_expression(text: &str, vars: &Variables) -> Result<bool, String> {
+    let expr = expr::Expr::parse(text)?;
+    Ok(expr.truthful(&|name: &str| vars.get(name).map(str::to_string)))
+}
+
 /// [`load_str`] with variables, as [`load_with`].
 pub fn load_str_with(
     source: &dyn Source,

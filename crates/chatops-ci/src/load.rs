@@ -12,7 +12,7 @@ use crate::glob::include_glob_matches;
 use crate::job::KeyPath;
 use crate::rules::{first_match, parse_rules, EvalCtx, RuleKind, RulesOutcome};
 use crate::variables::expand_with;
-use crate::yaml::{find_line, parse_documents_within, Budget, Raw, RawMap, MAX_NODES};
+use crate::yaml::{find_line, parse_documents_within, Budget, Raw, RawMap};
 use crate::{CiError, Source, Variables};
 
 /// Most files one configuration may include (GitLab's default limit).
@@ -47,6 +47,8 @@ pub(crate) struct Loaded {
     /// Jobs of local includes that `include: rules` left out of a chat pipeline, with why:
     /// listed so a user asking for one learns why it cannot run.
     pub placeholders: HashMap<String, String>,
+    /// What is left of the expansion budget: later steps that copy values draw on it.
+    pub budget: Budget,
 }
 
 /// One local file an `include:` names.
@@ -90,7 +92,7 @@ pub(crate) fn load_tree(
         listing: None,
         seen: HashSet::new(),
         included: 0,
-        budget: Budget::new(MAX_NODES),
+        budget: Budget::new(),
         order: Vec::new(),
         ordered: HashSet::new(),
         placeholders: HashMap::new(),
@@ -109,6 +111,7 @@ pub(crate) fn load_tree(
         listing: loader.listing,
         order: loader.order,
         placeholders: loader.placeholders,
+        budget: loader.budget,
     })
 }
 
@@ -215,7 +218,8 @@ impl Loader<'_> {
             Some(h) => {
                 let values = input_values(&h, inputs.as_ref())
                     .map_err(|m| invalid(find_line(text, &["spec"]), m))?;
-                interpolate(content, &values, self.vars).map_err(|m| invalid(None, m))?
+                interpolate(content, &values, self.vars, &self.budget)
+                    .map_err(|m| invalid(None, m))?
             }
             None => {
                 if inputs.as_ref().is_some_and(|i| !i.is_empty()) {
@@ -585,27 +589,35 @@ fn block_regex() -> &'static Regex {
 /// Replaces `$[[ inputs.x ]]` (with optional `| expand_vars`, `| truncate(a,b)`,
 /// `| posix_escape`) in every key and string; a string that is exactly one block takes the
 /// input's type.
-fn interpolate(raw: Raw, inputs: &HashMap<String, Raw>, vars: &Variables) -> Result<Raw, String> {
+///
+/// Every input value copied in is taken from `budget` first: 10,000 uses of a 1 MiB input
+/// would otherwise be 10 GB.
+fn interpolate(
+    raw: Raw,
+    inputs: &HashMap<String, Raw>,
+    vars: &Variables,
+    budget: &Budget,
+) -> Result<Raw, String> {
     Ok(match raw {
-        Raw::Str(s) => interpolate_str(&s, inputs, vars)?,
+        Raw::Str(s) => interpolate_str(&s, inputs, vars, budget)?,
         Raw::Seq(items) => Raw::Seq(
             items
                 .into_iter()
-                .map(|i| interpolate(i, inputs, vars))
+                .map(|i| interpolate(i, inputs, vars, budget))
                 .collect::<Result<_, _>>()?,
         ),
         Raw::Map(m) => {
             let mut out = RawMap::new();
             for (k, v) in m {
-                let key = match interpolate_str(&k, inputs, vars)? {
+                let key = match interpolate_str(&k, inputs, vars, budget)? {
                     Raw::Str(s) => s,
                     other => other.scalar_string().unwrap_or(k),
                 };
-                out.insert(key, interpolate(v, inputs, vars)?);
+                out.insert(key, interpolate(v, inputs, vars, budget)?);
             }
             Raw::Map(out)
         }
-        Raw::Tagged(t, v) => Raw::Tagged(t, Box::new(interpolate(*v, inputs, vars)?)),
+        Raw::Tagged(t, v) => Raw::Tagged(t, Box::new(interpolate(*v, inputs, vars, budget)?)),
         other => other,
     })
 }
@@ -614,6 +626,7 @@ fn interpolate_str(
     s: &str,
     inputs: &HashMap<String, Raw>,
     vars: &Variables,
+    budget: &Budget,
 ) -> Result<Raw, String> {
     if !s.contains("$[[") {
         return Ok(Raw::Str(s.to_string()));
@@ -627,7 +640,7 @@ fn interpolate_str(
                 .and_then(|c| c.get(1))
                 .map(|g| g.as_str())
                 .unwrap_or("");
-            return block_value(inner, inputs, vars);
+            return block_value(inner, inputs, vars, budget);
         }
     }
     let mut out = String::new();
@@ -637,7 +650,7 @@ fn interpolate_str(
             continue;
         };
         out.push_str(s.get(last..whole.start()).unwrap_or(""));
-        let value = block_value(inner.as_str(), inputs, vars)?;
+        let value = block_value(inner.as_str(), inputs, vars, budget)?;
         match value {
             Raw::Seq(_) | Raw::Map(_) => {
                 return Err(format!(
@@ -657,16 +670,20 @@ fn block_value(
     inner: &str,
     inputs: &HashMap<String, Raw>,
     vars: &Variables,
+    budget: &Budget,
 ) -> Result<Raw, String> {
     let mut parts = inner.split('|').map(str::trim);
     let access = parts.next().unwrap_or("");
     let Some(name) = access.strip_prefix("inputs.") else {
         return Err(format!("unknown interpolation key: `{access}`"));
     };
-    let mut value = inputs
+    let value = inputs
         .get(name)
-        .cloned()
         .ok_or_else(|| format!("unknown interpolation key: `{name}`"))?;
+    budget
+        .take_copy(value)
+        .map_err(|e| format!("$[[ inputs.{name} ]]: copying the inputs: {e}"))?;
+    let mut value = value.clone();
     for f in parts {
         let text = value.scalar_string().unwrap_or_default();
         value = if f == "expand_vars" {
@@ -728,17 +745,21 @@ mod tests {
     fn interpolation_keeps_types_and_formats_strings() {
         let i = inputs(&[("n", Raw::Int(3)), ("env", Raw::Str("prod".into()))]);
         let v = Variables::new();
-        assert_eq!(interpolate_str("$[[ inputs.n ]]", &i, &v), Ok(Raw::Int(3)));
+        let budget = Budget::new();
         assert_eq!(
-            interpolate_str("deploy-$[[ inputs.env ]]-$[[inputs.n]]", &i, &v),
+            interpolate_str("$[[ inputs.n ]]", &i, &v, &budget),
+            Ok(Raw::Int(3))
+        );
+        assert_eq!(
+            interpolate_str("deploy-$[[ inputs.env ]]-$[[inputs.n]]", &i, &v, &budget),
             Ok(Raw::Str("deploy-prod-3".into()))
         );
         assert_eq!(
-            interpolate_str("$[[ inputs.env | truncate(1,2) ]]", &i, &v),
+            interpolate_str("$[[ inputs.env | truncate(1,2) ]]", &i, &v, &budget),
             Ok(Raw::Str("ro".into()))
         );
-        assert!(interpolate_str("$[[ inputs.nope ]]", &i, &v).is_err());
-        assert!(interpolate_str("$[[ inputs.env | shout ]]", &i, &v).is_err());
+        assert!(interpolate_str("$[[ inputs.nope ]]", &i, &v, &budget).is_err());
+        assert!(interpolate_str("$[[ inputs.env | shout ]]", &i, &v, &budget).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::load::Loaded;
-use crate::yaml::{find_line, Raw, RawMap};
+use crate::yaml::{find_line, Budget, Raw, RawMap};
 use crate::CiError;
 
 /// Most ancestors along one `extends` chain (GitLab's `MAX_NESTING_LEVELS`).
@@ -53,7 +53,15 @@ fn extends(loaded: &mut Loaded) -> Result<(), CiError> {
     let unsupported = !loaded.unsupported.is_empty();
     for key in &keys {
         let mut ancestors = Vec::new();
-        match extend_one(&loaded.root, key, &mut ancestors, &mut done, unsupported) {
+        let found = extend_one(
+            &loaded.root,
+            key,
+            &mut ancestors,
+            &mut done,
+            unsupported,
+            &loaded.budget,
+        );
+        match found {
             Ok(_) => {}
             Err(ExtendsError::Fatal(msg)) => {
                 let (file, line) = locate(loaded, key, Some("extends"));
@@ -74,13 +82,29 @@ fn extends(loaded: &mut Loaded) -> Result<(), CiError> {
     Ok(())
 }
 
+/// The value of `key` with its `extends` applied (and its height in the chain). Called for a
+/// parent (`ancestors` not empty), the copy it returns is merged into a child: that copy is
+/// taken from `budget` first, so 10,000 jobs extending one large template are refused
+/// instead of copying it 10,000 times.
 fn extend_one(
     root: &RawMap,
     key: &str,
     ancestors: &mut Vec<String>,
     done: &mut HashMap<String, (Raw, usize)>,
     unsupported: bool,
+    budget: &Budget,
 ) -> Result<(Raw, usize), ExtendsError> {
+    let take = |v: &Raw| -> Result<(), ExtendsError> {
+        if ancestors.is_empty() {
+            return Ok(());
+        }
+        budget.take_copy(v).map_err(|e| {
+            ExtendsError::Fatal(format!(
+                "{key}: {e} once `extends` copies it into every job extending it; \
+                 make the shared part smaller or extend it less often"
+            ))
+        })
+    };
     // A memoised entry still counts its whole chain: GitLab re-walks every chain, so a deep
     // chain fails from every entry whose ancestors push it past the limit.
     if let Some((v, height)) = done.get(key) {
@@ -89,9 +113,16 @@ fn extend_one(
                 "{key}: nesting too deep in `extends`"
             )));
         }
+        take(v)?;
         return Ok((v.clone(), *height));
     }
-    let value = root.get(key).cloned().unwrap_or(Raw::Null);
+    let value = match root.get(key) {
+        Some(v) => {
+            take(v)?;
+            v.clone()
+        }
+        None => Raw::Null,
+    };
     let Some(parents) = extends_keys(&value) else {
         return Ok((value, 0));
     };
@@ -134,7 +165,7 @@ fn extend_one(
     let mut merged = RawMap::new();
     let mut height = 0;
     for parent in &parents {
-        let (base, h) = extend_one(root, parent, ancestors, done, unsupported)?;
+        let (base, h) = extend_one(root, parent, ancestors, done, unsupported, budget)?;
         height = height.max(h);
         if let Raw::Map(base) = base {
             merged.deep_merge(base);
@@ -175,9 +206,6 @@ fn references(loaded: &mut Loaded) -> Result<(), CiError> {
     let lenient = !loaded.unsupported.is_empty();
     let keys: Vec<String> = loaded.root.keys().cloned().collect();
     let snapshot = loaded.root.clone();
-    // Bounds what references can multiply (ten levels of lists of references would otherwise
-    // grow exponentially).
-    let mut budget = crate::yaml::MAX_NODES;
     let explain = |msg: String| {
         if lenient {
             format!("{msg}; it may come from an include chatops cannot read")
@@ -207,7 +235,7 @@ fn references(loaded: &mut Loaded) -> Result<(), CiError> {
                 out.insert(entry, v);
                 continue;
             }
-            match resolve_value(&snapshot, v, 0, &mut budget) {
+            match resolve_value(&snapshot, v, 0, &loaded.budget) {
                 Ok(v) => out.insert(entry, v),
                 Err(RefError::Missing(msg))
                     if !whole && !KEYS_THAT_MATTER.contains(&entry.as_str()) =>
@@ -268,18 +296,15 @@ fn show_path(path: &[String]) -> String {
     format!("!reference [{}]", quoted.join(", "))
 }
 
+/// `raw` with its `!reference` tags replaced by copies of what they name. Every copy is taken
+/// from `budget` before it is made: that bounds both many references to one large value and
+/// ten levels of lists of references (which would otherwise grow exponentially).
 fn resolve_value(
     root: &RawMap,
     raw: Raw,
     nesting: usize,
-    budget: &mut usize,
+    budget: &Budget,
 ) -> Result<Raw, RefError> {
-    if *budget == 0 {
-        return Err(RefError::Fatal(
-            "!reference tags expand to too many values; simplify them".into(),
-        ));
-    }
-    *budget -= 1;
     Ok(match raw {
         Raw::Tagged(tag, inner) if tag == "reference" => {
             let path: Vec<String> = match *inner {
@@ -306,7 +331,16 @@ fn resolve_value(
                 };
             }
             match cur {
-                Some(found) => resolve_value(root, found.clone(), nesting + 1, budget)?,
+                Some(found) => {
+                    budget.take_copy(found).map_err(|e| {
+                        RefError::Fatal(format!(
+                            "{}: {e} once references are resolved; reference large values \
+                             less often",
+                            show_path(&path)
+                        ))
+                    })?;
+                    resolve_value(root, found.clone(), nesting + 1, budget)?
+                }
                 None => {
                     return Err(RefError::Missing(format!(
                         "{} could not be found",

@@ -11,8 +11,12 @@
 //! later `<<` override earlier keys. Building our own tree during deserialisation applies each
 //! merge exactly once, in document order, as Psych does.
 //!
-//! Defences: a node budget bounds the expanded size (a "billion laughs" file fails in
-//! milliseconds), and nesting is limited to GitLab's 100 levels.
+//! Defences: a [`Budget`] bounds the expanded size in values *and* in bytes of text, counting
+//! an alias every time it is used and checked before the text is copied: a "billion laughs"
+//! file, or one 1 MiB string aliased 10,000 times, fails in milliseconds without allocating
+//! what it would expand to. The same budget is drawn on by every later step that copies
+//! values (`extends`, `!reference`, `default:`, inputs). Nesting is limited to GitLab's 100
+//! levels.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -26,6 +30,11 @@ pub(crate) const MAX_DEPTH: usize = 100;
 /// Most nodes one configuration (all its files) may expand to, aliases counted every time they
 /// are used. Real CI files are far below this; alias bombs reach it at once.
 pub(crate) const MAX_NODES: usize = 1_000_000;
+/// Most bytes of text (scalars and keys) one configuration may expand to, aliases counted
+/// every time they are used, and copies made by `extends`, `!reference`, `default:` and
+/// inputs counted too. Real CI files are a few hundred KiB at most once expanded; a 1 MB
+/// file aliasing a 1 MiB string 10,000 times would be 10 GB.
+pub(crate) const MAX_EXPANDED_BYTES: usize = 32 * 1024 * 1024;
 /// Largest CI file accepted, in bytes.
 pub(crate) const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -223,10 +232,10 @@ pub(crate) struct YamlError {
     pub message: String,
 }
 
-/// The documents of one file, each a [`Raw`], with a fresh node budget.
+/// The documents of one file, each a [`Raw`], with a fresh budget.
 #[cfg(test)]
 pub(crate) fn parse_documents(text: &str) -> Result<Vec<Raw>, YamlError> {
-    parse_documents_within(text, &Budget::new(MAX_NODES))
+    parse_documents_within(text, &Budget::new())
 }
 
 /// The documents of one file, each a [`Raw`], drawing on `budget` (shared by every file of
@@ -259,19 +268,35 @@ fn convert_error(e: serde_yaml::Error) -> YamlError {
     if let Some(pos) = message.rfind(" at line ") {
         message.truncate(pos);
     }
+    if message == "repetition limit exceeded" {
+        // serde_norway's own guard: more alias uses than 100 per event of the file.
+        message = "the document uses its aliases too many times (are aliases nested into a \
+                   \"billion laughs\"?); use fewer aliases"
+            .into();
+    }
     YamlError { line, message }
 }
 
-/// Remaining node budget, shared by every visitor of one configuration.
+/// What one configuration may still expand to: values and bytes of text. Shared by every
+/// file of the configuration (150 includes cannot multiply the limit) and by every step
+/// that copies values, so the sum of all copies is bounded, not each one.
 pub(crate) struct Budget {
     nodes: Cell<usize>,
+    bytes: Cell<usize>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget::new()
+    }
 }
 
 impl Budget {
-    /// A budget of `n` nodes.
-    pub(crate) fn new(n: usize) -> Self {
+    /// The full budget: [`MAX_NODES`] values and [`MAX_EXPANDED_BYTES`] bytes.
+    pub(crate) fn new() -> Self {
         Budget {
-            nodes: Cell::new(n),
+            nodes: Cell::new(MAX_NODES),
+            bytes: Cell::new(MAX_EXPANDED_BYTES),
         }
     }
 
@@ -286,6 +311,76 @@ impl Budget {
         self.nodes.set(left - 1);
         Ok(())
     }
+
+    /// Takes the bytes of one scalar about to be copied out of the parser: an alias of a
+    /// large string is refused here, before its copy is allocated.
+    fn take_text<E: de::Error>(&self, len: usize) -> Result<(), E> {
+        if self.take_bytes(len).is_err() {
+            return Err(E::custom(format!(
+                "the document expands to more than {} MiB of text once its aliases are \
+                 expanded (every `*alias` repeats its anchor's whole content); use fewer \
+                 aliases of large values",
+                MAX_EXPANDED_BYTES / (1024 * 1024)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Takes what a copy of `raw` costs (its values, and its text in bytes) before the copy
+    /// is made. Walks at most what is left of the budget, so a refused copy costs little.
+    /// `Err` holds the limit that was passed, for the caller's message.
+    pub(crate) fn take_copy(&self, raw: &Raw) -> Result<(), String> {
+        let mut nodes = self.nodes.get();
+        let mut bytes = self.bytes.get();
+        let exceeded = exceeded_message;
+        // An explicit stack: resolved `!reference`s can nest deeper than the parser allows.
+        let mut stack = vec![raw];
+        while let Some(r) = stack.pop() {
+            nodes = nodes.checked_sub(1).ok_or_else(exceeded)?;
+            let text = match r {
+                Raw::Str(s) => s.len(),
+                Raw::Seq(items) => {
+                    stack.extend(items.iter());
+                    0
+                }
+                Raw::Map(m) => {
+                    let mut keys = 0;
+                    for (k, v) in m.iter() {
+                        keys += k.len();
+                        stack.push(v);
+                    }
+                    keys
+                }
+                Raw::Tagged(tag, inner) => {
+                    stack.push(inner);
+                    tag.len()
+                }
+                Raw::Null | Raw::Bool(_) | Raw::Int(_) | Raw::Float(_) => 0,
+            };
+            bytes = bytes.checked_sub(text).ok_or_else(exceeded)?;
+        }
+        self.nodes.set(nodes);
+        self.bytes.set(bytes);
+        Ok(())
+    }
+
+    /// Takes `len` bytes of text (an input interpolated into a string, or a scalar read).
+    /// `Err` as [`Budget::take_copy`].
+    pub(crate) fn take_bytes(&self, len: usize) -> Result<(), String> {
+        let left = self.bytes.get();
+        if len > left {
+            return Err(exceeded_message());
+        }
+        self.bytes.set(left - len);
+        Ok(())
+    }
+}
+
+fn exceeded_message() -> String {
+    format!(
+        "the configuration expands to more than {MAX_NODES} values or {} MiB of text",
+        MAX_EXPANDED_BYTES / (1024 * 1024)
+    )
 }
 
 #[derive(Clone, Copy)]
@@ -354,10 +449,14 @@ impl<'de> Visitor<'de> for RawSeed<'_> {
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Raw, E> {
         self.budget.take()?;
+        // Before `to_string`: an alias hands us its anchor's text again, borrowed from the
+        // parser's events; copying it is the expansion the budget is about.
+        self.budget.take_text(v.len())?;
         Ok(Raw::Str(v.to_string()))
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<Raw, E> {
         self.budget.take()?;
+        self.budget.take_text(v.len())?;
         Ok(Raw::Str(v))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Raw, E> {

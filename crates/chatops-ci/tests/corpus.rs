@@ -11,16 +11,25 @@ use std::time::{Duration, Instant};
 use chatops_ci::{load_str, Decision, DirSource, Source, Variables};
 
 fn fixtures() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
+    // Beside the work tree, or beside the folder of work trees (`wt/NAME`), or named by
+    // `CHATOPS_FIXTURES`.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let candidates: Vec<PathBuf> = std::env::var_os("CHATOPS_FIXTURES")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            root.join("../../../shared/fixtures"),
+            root.join("../../../../shared/fixtures"),
+        ])
+        .collect();
+    let found = candidates.iter().find(|d| d.is_dir()).cloned();
+    if found.is_none() {
         println!(
-            "skipped: fixtures not found at {} (they sit beside the work tree as shared/fixtures)",
-            dir.display()
+            "skipped: fixtures not found at {:?} (they sit beside the work tree as shared/fixtures)",
+            candidates
         );
-        None
     }
+    found
 }
 
 /// A source with no files, for corpus files that include nothing.

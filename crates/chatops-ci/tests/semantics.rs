@@ -338,7 +338,7 @@ fn errors_name_file_and_line() {
     }
     let err = load(&Mem::new(&[]), ".gitlab-ci.yml").err();
     assert!(matches!(err, Some(CiError::NotFound { .. })));
-    let text = "stages: [b]\nok: {script: x}\nbuild:\n  stage: b\n  script: x\n  only: [main]\n  rules:\n    - when: always\n";
+    let text = "stages: [b]\nok: {stage: b, script: x}\nbuild:\n  stage: b\n  script: x\n  only: [main]\n  rules:\n    - when: always\n";
     let err = load_str(&Mem::new(&[]), ".gitlab-ci.yml", text).err();
     let msg = err.map(|e| e.to_string()).unwrap_or_default();
     assert!(msg.starts_with(".gitlab-ci.yml:7:"), "{msg}");
@@ -347,8 +347,176 @@ fn errors_name_file_and_line() {
 
 #[test]
 fn a_job_without_script_is_listed_but_not_runnable() {
-    let text = "stages: [b]\nok: {script: x}\nbuild:\n  stage: b\n";
+    let text = "stages: [b]\nok: {stage: b, script: x}\nbuild:\n  stage: b\n";
     let r = reason(decide(text, "build"));
     assert!(r.contains("script"), "{r}");
     assert_eq!(run_when(decide(text, "ok")), When::OnSuccess);
+}
+
+/// The error text of a file that must not load.
+fn refusal(text: &str) -> String {
+    match load_str(&Mem::new(&[]), ".gitlab-ci.yml", text) {
+        Ok(_) => panic!("should be refused:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Issue #9 item 11: `excpet: [chat]` was ignored, so a job meant to be kept out of chat ran
+/// from it. Unknown job keys refuse the file as GitLab does, at the key's line.
+#[test]
+fn unknown_job_keys_refuse_the_file_at_their_line() {
+    let msg = refusal("build:\n  script: make\ndeploy:\n  script: ./deploy\n  excpet: [chat]\n");
+    assert_eq!(
+        msg,
+        ".gitlab-ci.yml:5: jobs:deploy config contains unknown keys: excpet (did you mean except?)"
+    );
+    let msg = refusal("deploy:\n  script: x\n  rulez:\n    - when: never\n");
+    assert!(
+        msg.starts_with(".gitlab-ci.yml:3: jobs:deploy config contains unknown keys: rulez"),
+        "{msg}"
+    );
+    // Every unknown key is named, in file order; a key like no keyword gets no guess.
+    let msg = refusal("deploy:\n  script: x\n  colour: red\n  tagz: [a]\n");
+    assert!(
+        msg.ends_with("unknown keys: colour, tagz (did you mean tags?)"),
+        "{msg}"
+    );
+    // A trigger job is checked too.
+    let msg = refusal("down:\n  trigger: group/project\n  excpet: [chat]\n");
+    assert!(
+        msg.contains("jobs:down config contains unknown keys: excpet"),
+        "{msg}"
+    );
+    // A misspelt `script:` leaves the job without one: GitLab refuses the file.
+    let msg = refusal("ok:\n  script: x\ndeploy:\n  scrpt: ./deploy\n");
+    assert!(
+        msg.starts_with(".gitlab-ci.yml:4: jobs:deploy config contains unknown keys: scrpt"),
+        "{msg}"
+    );
+    // A key reaching a job through `extends` or a merge key counts where GitLab sees it.
+    let msg = refusal(".base: {excpet: [chat]}\ndeploy:\n  extends: .base\n  script: x\n");
+    assert!(
+        msg.contains("jobs:deploy config contains unknown keys: excpet"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn every_job_keyword_is_accepted_and_hidden_jobs_are_not_checked() {
+    let text = r#"
+.template:
+  anything: goes
+  scrpt: templates are not validated
+.base:
+  tags: [base]
+job:
+  extends: .base
+  stage: test
+  script: [x]
+  before_script: [y]
+  after_script: [z]
+  image: alpine
+  services: [postgres]
+  tags: [linux]
+  variables: {A: a}
+  rules: [{when: on_success}]
+  inherit: {default: false}
+  allow_failure: true
+  when: on_success
+  needs: []
+  dependencies: []
+  resource_group: r
+  environment: production
+  interruptible: true
+  artifacts: {paths: [out]}
+  cache: {paths: [c]}
+  hooks: {pre_get_sources_script: [h]}
+  coverage: '/\d+%/'
+  retry: 2
+  parallel: 2
+  timeout: 1h
+  release: {tag_name: v1, description: d}
+  id_tokens: {T: {aud: x}}
+  secrets: {S: {vault: a/b@c}}
+  dast_configuration: {site_profile: p}
+  identity: google_cloud
+  manual_confirmation: sure?
+  inputs: {n: {default: 1}}
+  pages: false
+  publish: public
+trigger-job:
+  stage: deploy
+  trigger: {project: a/b, strategy: depend}
+  only: [main]
+  except: [chat]
+"#;
+    let c = cfg(text);
+    let names: Vec<&str> = c.jobs().iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, vec!["job", "trigger-job"]);
+}
+
+#[test]
+fn a_job_without_script_and_with_a_stray_key_loads_but_cannot_run() {
+    // Neither a script job nor a trigger job (GitLab's schema fixtures have such files):
+    // chatops keeps the other jobs, as for any job without a script, and says why.
+    let text = "ok: {script: x}\nodd:\n  workflow: {name: w}\n";
+    let r = reason(decide(text, "odd"));
+    assert!(r.contains("unknown keys: workflow"), "{r}");
+    assert_eq!(run_when(decide(text, "ok")), When::OnSuccess);
+}
+
+/// Issue #9 item 11: a `stage:` not in `stages:` is an error, with GitLab's words.
+#[test]
+fn unknown_stages_refuse_the_file() {
+    let msg = refusal("deploy:\n  stage: deploi\n  script: x\n");
+    assert_eq!(
+        msg,
+        ".gitlab-ci.yml:2: deploy job: chosen stage deploi does not exist; available stages are .pre, build, test, deploy, .post"
+    );
+    let msg = refusal("stages: [one, two]\nj:\n  stage: three\n  script: x\n");
+    assert!(
+        msg.ends_with(
+            "chosen stage three does not exist; available stages are .pre, one, two, .post"
+        ),
+        "{msg}"
+    );
+    // No `stage:` is `test`, which a custom list may lack: GitLab refuses it; chatops says it
+    // and keeps the job (chat-only files often list only their own stages).
+    let c = cfg("stages: [one]\nj:\n  script: x\n");
+    assert_eq!(c.jobs().len(), 1);
+    assert!(
+        c.warnings()
+            .iter()
+            .any(|w| w.starts_with("j job: chosen stage test does not exist")),
+        "{:?}",
+        c.warnings()
+    );
+    let msg = refusal("j:\n  stage: [build]\n  script: x\n");
+    assert!(
+        msg.contains("jobs:j:stage config should be a string"),
+        "{msg}"
+    );
+    let msg = refusal("stages: one\nj:\n  script: x\n");
+    assert!(
+        msg.contains("stages config should be an array of strings"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn declared_default_and_edge_stages_are_accepted() {
+    let c = cfg("a: {stage: build, script: x}\nb: {script: x}\nc: {stage: .pre, script: x}\nd: {stage: .post, script: x}\n");
+    assert_eq!(c.jobs().len(), 4);
+    // Nested lists of stages are flattened (anchors, `!reference`); legacy `types:` too.
+    let c = cfg("stages: [a, [b, [c]]]\nj: {stage: c, script: x}\n");
+    assert_eq!(c.jobs().len(), 1);
+    let c = cfg("types: [x]\nj: {stage: x, script: x}\n");
+    assert_eq!(c.jobs().len(), 1);
+    // `stages:` may be in an include chatops cannot read: a warning, not an error.
+    let c = cfg("include: {remote: 'https://example.com/ci.yml'}\nj: {stage: lint, script: x}\n");
+    assert!(
+        c.warnings().iter().any(|w| w.contains("chosen stage lint")),
+        "{:?}",
+        c.warnings()
+    );
 }

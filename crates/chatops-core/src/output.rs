@@ -981,13 +981,12 @@ impl Tail {
                 self.truncate_line();
             }
         }
+        let before = self.len();
         self.append(bytes);
-        // Only the kept part can hold the current line's start; when it has no line feed the
-        // line began before it, and the old `line_start` (≤ what was dropped) still says so.
-        let kept_from = bytes.len().saturating_sub(self.max);
-        let kept = bytes.get(kept_from..).unwrap_or_default();
-        if let Some(i) = rfind_line_feed(kept) {
-            self.line_start = self.len() - (kept.len() - i - 1) as u64;
+        // The exact start, even when it was dropped: whether a `\r` can keep the text before
+        // the line then depends on the text alone, not on how it was split into chunks.
+        if let Some(i) = rfind_line_feed(bytes) {
+            self.line_start = before + i as u64 + 1;
         }
     }
 
@@ -1014,25 +1013,33 @@ impl Tail {
         }
     }
 
+    /// Appends `bytes`, dropping from the front what is out of the window. The window starts
+    /// at the last multiple of `max` that leaves at least `max` bytes (so it holds `max` to
+    /// `2 × max` bytes), and never moves back: where it starts is a function of the stream
+    /// position alone. Were it to depend on the chunks (keep `max` after a large chunk, up
+    /// to `2 × max` after small ones), a later `\r` overwriting a long line would reveal more
+    /// or less of the text before it, and the reply would depend on how the job's output
+    /// happened to be read (found by fuzzing). The window moves by at least `max` at a time,
+    /// so each byte is moved at most once.
     fn append(&mut self, bytes: &[u8]) {
-        let max = self.max;
-        if bytes.len() >= max {
-            let cut = bytes.len() - max;
-            self.dropped += (self.buf.len() + cut) as u64;
+        let max = self.max.max(1) as u64;
+        let end = self.len() + bytes.len() as u64;
+        let start = (end.saturating_sub(max) / max * max).max(self.dropped);
+        let held = self.len();
+        if start >= held {
+            // Everything held goes, and the front of `bytes` too.
+            let cut = usize::try_from(start - held).unwrap_or(usize::MAX);
             self.buf.clear();
+            self.dropped = start;
             let kept = bytes.get(cut..).unwrap_or_default();
             self.reserve(kept.len());
             self.buf.extend_from_slice(kept);
             return;
         }
-        let limit = max.saturating_mul(2);
-        let needed = self.buf.len() + bytes.len();
-        if needed > limit {
-            // Keep `max` bytes after this push; each compaction frees ≥ `max`, so each byte
-            // is moved at most once here.
-            let excess = (needed - max).min(self.buf.len());
-            self.buf.drain(..excess);
-            self.dropped += excess as u64;
+        if start > self.dropped {
+            let excess = usize::try_from(start - self.dropped).unwrap_or(usize::MAX);
+            self.buf.drain(..excess.min(self.buf.len()));
+            self.dropped = start;
         }
         self.reserve(bytes.len());
         self.buf.extend_from_slice(bytes);
