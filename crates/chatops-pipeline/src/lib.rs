@@ -12,7 +12,7 @@
 //! - [`git`]: reading a project's repository at its branch's HEAD.
 //! - [`messages`]: every message chatops says to a user, worded once.
 //! - [`joblog`]: reading a job's log for people: cleaned, then masked (the only way).
-//! - [`links`]: signed job-page links. [`metrics`]: counters for `/metrics`.
+//! - [`links`]: signed job-page links. [`metrics`]: typed events and the registry behind `/metrics`.
 
 pub mod cicache;
 pub mod executor;

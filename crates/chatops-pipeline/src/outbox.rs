@@ -11,7 +11,7 @@
 //! (`Capabilities::followup_window` / `followup_uses`), else the platform's bot API when a bot
 //! token is configured.
 
-use crate::metrics::Metrics;
+use crate::metrics::{DeliveryAttempted, DeliveryFailed, ReplyDelivered, ReplyGivenUp};
 use crate::pipeline::Shared;
 use chatops_core::{DeliveryError, JobId, PlatformId, Reply, ReplyTarget, Retry, Via};
 use chatops_store::{AttemptOutcome, OutboxItem, OutboxState};
@@ -102,7 +102,7 @@ pub async fn send(shared: Arc<Shared>, job: Option<JobId>, target: ReplyTarget, 
                 };
                 if let Err(e) = adapter.deliver(&target, &reply, via).await {
                     tracing::error!(error = %e, "reply lost: neither stored nor delivered");
-                    Metrics::inc(&shared.metrics.replies_failed);
+                    shared.metrics.emit(ReplyGivenUp);
                 }
             }
         }
@@ -172,11 +172,17 @@ impl Window {
 }
 
 async fn deliver_one(shared: Arc<Shared>, item: OutboxItem) {
-    Metrics::inc(&shared.metrics.delivery_attempts);
+    shared.metrics.emit(DeliveryAttempted {
+        platform: &item.target.platform,
+    });
     let outcome = attempt(&shared, &item).await;
     match &outcome {
         AttemptOutcome::Delivered { via, .. } => {
-            Metrics::inc(&shared.metrics.replies_delivered);
+            let since_command = crate::metrics::result_reply_age(&shared, item.job).await;
+            shared.metrics.emit(ReplyDelivered {
+                platform: &item.target.platform,
+                since_command,
+            });
             tracing::debug!(reply = %item.id, ?via, attempts = item.attempts + 1, "reply delivered");
         }
         AttemptOutcome::RetryAt { error, when } => {
@@ -187,7 +193,7 @@ async fn deliver_one(shared: Arc<Shared>, item: OutboxItem) {
             tracing::warn!(reply = %item.id, attempts = item.attempts + 1, error, retry_in_ms = in_ms, "reply not delivered yet");
         }
         AttemptOutcome::GaveUp { error, .. } => {
-            Metrics::inc(&shared.metrics.replies_failed);
+            shared.metrics.emit(ReplyGivenUp);
             tracing::error!(reply = %item.id, attempts = item.attempts + 1, error, "reply given up");
         }
     }
@@ -266,7 +272,13 @@ async fn attempt(shared: &Arc<Shared>, item: &OutboxItem) -> AttemptOutcome {
     }
     match result {
         Ok(()) => AttemptOutcome::Delivered { via, at: now() },
-        Err(err) => retry_outcome(item, err),
+        Err(err) => {
+            shared.metrics.emit(DeliveryFailed {
+                platform: &item.target.platform,
+                error: &err,
+            });
+            retry_outcome(item, err)
+        }
     }
 }
 

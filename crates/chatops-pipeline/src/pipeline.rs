@@ -8,7 +8,7 @@
 use crate::git::Revision;
 use crate::links::LinkSigner;
 use crate::messages::{self, JobRef};
-use crate::metrics::Metrics;
+use crate::metrics::{CommandReceived, CommandRefused, JobFinished, Metrics, Occupancy};
 use crate::outbox::Outbox;
 use crate::settings::{ProjectSettings, Settings};
 use crate::watcher::{JobPlan, WatcherActor};
@@ -114,11 +114,12 @@ impl PipelineHandle {
     /// inside an actix `System`.
     pub async fn start(settings: Settings, adapters: Adapters, store: Store) -> PipelineHandle {
         let links = LinkSigner::new(settings.link_key.clone(), &settings.public_url);
+        let metrics = Metrics::for_platforms(adapters.iter().map(|a| a.platform()));
         let shared = Arc::new(Shared {
             settings: Arc::new(settings),
             adapters,
             links,
-            metrics: Metrics::default(),
+            metrics,
             jobs: DashMap::new(),
             ci_cache: Default::default(),
             store,
@@ -344,10 +345,10 @@ impl Handler<Submit> for PipelineActor {
 
 /// Everything a command needs before it can touch the actor's state: project, role, CI file.
 async fn prepare(shared: Arc<Shared>, addr: Addr<PipelineActor>, command: ChatCommand) -> Ack {
-    Metrics::inc(&shared.metrics.commands_received);
+    shared.metrics.emit(CommandReceived);
     let (ack, record) = prepare_inner(&shared, addr, &command).await;
     if ack.job.is_none() && ack.reply.tone != chatops_core::Tone::Neutral {
-        Metrics::inc(&shared.metrics.commands_refused);
+        shared.metrics.emit(CommandRefused);
     }
     // Every command is in the ledger; a `run` that created a job was recorded with it already.
     if let Some(outcome) = record {
@@ -687,7 +688,7 @@ async fn cancel_manual(
             return Ack::refused(messages::internal_error("the cancel could not be recorded"));
         }
     }
-    Metrics::inc(&shared.metrics.jobs_canceled);
+    shared.metrics.emit(JobFinished::unstarted(&status));
     let reply = messages::finished(
         &job_ref_of(shared, &record),
         &status,
@@ -875,7 +876,9 @@ impl PipelineActor {
             self.running_groups
                 .insert((live.project.clone(), g.clone()));
         }
-        Metrics::inc(&self.shared.metrics.jobs_running);
+        self.shared
+            .metrics
+            .emit(Occupancy::of(self.running, self.queue.len()));
         if let Some(w) = self.watcher(id) {
             w.do_send(crate::watcher::Start);
         }
@@ -902,7 +905,9 @@ impl PipelineActor {
             live.stage = Stage::Queued;
         }
         self.queue.push_back(id);
-        Metrics::inc(&self.shared.metrics.jobs_queued);
+        self.shared
+            .metrics
+            .emit(Occupancy::of(self.running, self.queue.len()));
         self.shared.update_view(id, |v| {
             v.status = JobStatus::Queued {
                 position: self.queue.len(),
@@ -919,12 +924,16 @@ impl PipelineActor {
             let id = self.queue[i];
             if !self.live.contains_key(&id) {
                 self.queue.remove(i);
-                Metrics::dec(&self.shared.metrics.jobs_queued);
+                self.shared
+                    .metrics
+                    .emit(Occupancy::of(self.running, self.queue.len()));
                 continue;
             }
             if self.has_slot(id) {
                 self.queue.remove(i);
-                Metrics::dec(&self.shared.metrics.jobs_queued);
+                self.shared
+                    .metrics
+                    .emit(Occupancy::of(self.running, self.queue.len()));
                 self.launch(id);
             } else {
                 i += 1;
@@ -1073,11 +1082,15 @@ impl Handler<JobEnded> for PipelineActor {
                     if let Some(g) = live.resource_group {
                         self.running_groups.remove(&(live.project.clone(), g));
                     }
-                    Metrics::dec(&self.shared.metrics.jobs_running);
+                    self.shared
+                        .metrics
+                        .emit(Occupancy::of(self.running, self.queue.len()));
                 }
                 Stage::Queued => {
                     self.queue.retain(|id| *id != msg.id);
-                    Metrics::dec(&self.shared.metrics.jobs_queued);
+                    self.shared
+                        .metrics
+                        .emit(Occupancy::of(self.running, self.queue.len()));
                 }
             }
         }

@@ -6,7 +6,7 @@
 use crate::executor::{self, ExecHandle, ExecResult, ExecSpec};
 use crate::git::{self, Revision};
 use crate::messages::{self, JobRef};
-use crate::metrics::Metrics;
+use crate::metrics::{JobFinished, JobStarted};
 use crate::outbox;
 use crate::pipeline::{predefined_variables, JobEnded, PipelineActor, Shared};
 use crate::settings::ProjectSettings;
@@ -93,14 +93,10 @@ impl WatcherActor {
         }
         self.finished = true;
         let plan = &self.plan;
-        let metrics = &self.shared.metrics;
-        match &result.status {
-            JobStatus::Succeeded => Metrics::inc(&metrics.jobs_succeeded),
-            JobStatus::Failed { .. } | JobStatus::Interrupted => Metrics::inc(&metrics.jobs_failed),
-            JobStatus::Canceled { .. } => Metrics::inc(&metrics.jobs_canceled),
-            JobStatus::TimedOut { .. } => Metrics::inc(&metrics.jobs_timed_out),
-            _ => {}
-        }
+        self.shared.metrics.emit(JobFinished {
+            status: &result.status,
+            duration: self.started.map(|_| result.duration),
+        });
         self.shared.update_view(plan.id, |v| {
             v.status = result.status.clone();
             v.finished_at = Some(SystemTime::now());
@@ -226,7 +222,7 @@ impl Handler<Start> for WatcherActor {
             return;
         }
         self.started = Some(Instant::now());
-        Metrics::inc(&self.shared.metrics.jobs_started);
+        self.shared.metrics.emit(JobStarted);
         self.shared.update_view(self.plan.id, |v| {
             v.status = JobStatus::Running;
             v.started_at = Some(SystemTime::now());

@@ -14,9 +14,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chatops_core::{
     Adapters, ChatAdapter, HttpReply, Inbound, InboundError, InboundRequest, RouteKind,
 };
+use chatops_pipeline::metrics::{self, Acked};
 use chatops_pipeline::PipelineHandle;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Largest request body accepted from a platform. Slack's and Mattermost's payloads are a few
 /// KiB; actix-web's `Form` would cap at 16 KiB and hide the raw bytes, so we read `Bytes`.
@@ -63,6 +64,7 @@ async fn inbound(
     body: web::Bytes,
     state: web::Data<WebState>,
 ) -> HttpResponse {
+    let arrived = Instant::now();
     let request = InboundRequest {
         query: req.query_string().to_owned(),
         headers: req
@@ -93,7 +95,12 @@ async fn inbound(
                 let target = command.reply_to.clone();
                 actix_web::rt::spawn(async move { pipeline.send_later(None, target, reply).await });
             }
-            to_response(adapter.ack(&command, &ack))
+            let response = to_response(adapter.ack(&command, &ack));
+            state.pipeline.metrics().emit(Acked {
+                platform: &platform,
+                elapsed: arrived.elapsed(),
+            });
+            response
         }
         Err(err) => {
             match &err {
@@ -182,6 +189,6 @@ async fn healthz(state: web::Data<WebState>) -> HttpResponse {
 
 async fn metrics(state: web::Data<WebState>) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .content_type(metrics::CONTENT_TYPE)
         .body(state.pipeline.metrics().render())
 }
