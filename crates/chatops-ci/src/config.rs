@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use crate::job::{parse_job, parse_script, parse_variables, Defaults, Filter, JobSpec, KeyPath};
+use crate::job::{
+    comment_above, parse_job, parse_script, parse_variables, Defaults, Filter, JobSpec, KeyPath,
+};
 use crate::load::Loaded;
 use crate::rules::{
     first_match, needs_files, parse_rules, policy_parts, rule_when, EvalCtx, PipelineFacts,
@@ -287,6 +289,17 @@ fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Vec<Str
         .collect()
 }
 
+/// The comment directly above job `name`'s key in the file that (last) defines it.
+fn comment_description(
+    files: &[crate::load::FileText],
+    origins: &HashMap<String, usize>,
+    name: &str,
+) -> Option<String> {
+    let file = files.get(origins.get(name).copied().unwrap_or(0))?;
+    let line = find_line(&file.text, &[name])?;
+    comment_above(&file.text, line)
+}
+
 /// A job that is listed but cannot run (its definition is out of reach or unusable).
 fn placeholder_job(name: &str) -> Job {
     Job {
@@ -299,6 +312,7 @@ fn placeholder_job(name: &str) -> Job {
         when: When::OnSuccess,
         allow_failure: false,
         stage: None,
+        description: None,
     }
 }
 
@@ -451,7 +465,7 @@ pub(crate) fn build(loaded: Loaded, source: &dyn crate::Source) -> Result<CiConf
                 vec![name.clone()],
             )),
         };
-        let (job, spec) = match (parsed, broken.get(name)) {
+        let (mut job, spec) = match (parsed, broken.get(name)) {
             (Ok((job, mut spec)), reason) => {
                 if let Some(reason) = reason {
                     spec.broken = Some(reason.clone());
@@ -466,6 +480,9 @@ pub(crate) fn build(loaded: Loaded, source: &dyn crate::Source) -> Result<CiConf
                 return Err(invalid(&path, message));
             }
         };
+        if job.description.is_none() {
+            job.description = comment_description(&files, &origins, name);
+        }
         by_name.insert(name.clone(), jobs.len());
         jobs.push(job);
         specs.push(spec);
