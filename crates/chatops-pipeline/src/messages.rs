@@ -325,10 +325,12 @@ pub fn job_status(facts: &JobFacts, now: SystemTime) -> Reply {
         strong(facts.status.describe()),
     ];
     match (facts.duration, facts.started_at) {
-        (Some(d), _) if facts.status.is_terminal() => {
-            if !matches!(facts.status, JobStatus::TimedOut { .. }) {
-                s.push(text(format!(" in {}", format_duration(d))));
-            }
+        // A timed-out job's status already says how long it ran.
+        (Some(d), _)
+            if facts.status.is_terminal()
+                && !matches!(facts.status, JobStatus::TimedOut { .. }) =>
+        {
+            s.push(text(format!(" in {}", format_duration(d))));
         }
         (_, Some(started)) if facts.status == JobStatus::Running => {
             let running = now.duration_since(started).unwrap_or_default();
