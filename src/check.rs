@@ -41,6 +41,10 @@ pub struct JobReport {
     pub runnable: bool,
     pub when: Option<String>,
     pub reason: Option<String>,
+    /// What the job does, as `help` shows it (a comment above the job, or its
+    /// `CHAT_DESCRIPTION` variable); `null` when the CI file gives none. Additive to the
+    /// contract's example.
+    pub description: Option<String>,
 }
 
 pub fn check(config: &Config) -> CheckReport {
@@ -80,12 +84,14 @@ pub fn check(config: &Config) -> CheckReport {
                             runnable: true,
                             when: Some(when.as_str().to_owned()),
                             reason: None,
+                            description: job.description.clone(),
                         },
                         Decision::Excluded { reason } => JobReport {
                             name: job.name.clone(),
                             runnable: false,
                             when: None,
                             reason: Some(reason),
+                            description: job.description.clone(),
                         },
                     });
                 }
@@ -176,7 +182,10 @@ pub fn render_text(report: &CheckReport) -> String {
             } else {
                 ("never", j.reason.clone().unwrap_or_default())
             };
-            out.push_str(&format!("  {mark}  {:width$}  {why}\n", j.name));
+            match &j.description {
+                Some(d) => out.push_str(&format!("  {mark}  {:width$}  {why} — {d}\n", j.name)),
+                None => out.push_str(&format!("  {mark}  {:width$}  {why}\n", j.name)),
+            }
         }
         if p.jobs.is_empty() {
             out.push_str("  (no jobs)\n");

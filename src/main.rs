@@ -1,5 +1,5 @@
 //! The `chatops` command line (contract §1): `serve`, `check`, `run`, `play`, `cancel`, `jobs`,
-//! `log`.
+//! `log`, `completions`.
 
 use chatops::check;
 use chatops::config::{Config, LoadMode};
@@ -7,8 +7,8 @@ use chatops::console::{self, ConsoleAdapter};
 use chatops::Application;
 use chatops_core::{JobId, JobStatus};
 use chatops_pipeline::PipelineHandle;
-use clap::{Args, Parser, Subcommand};
-use std::io::Write;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -100,6 +100,12 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
         id: String,
+    },
+    /// Print a shell completion script on stdout, e.g. `chatops completions bash >
+    /// ~/.local/share/bash-completion/completions/chatops`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -209,6 +215,17 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             actix_rt::System::new().block_on(log(config, &id))
+        }
+        Command::Completions { shell } => {
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut Cli::command(), "chatops", &mut out);
+            match out.flush() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("chatops: cannot write the completion script: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
     }
 }
@@ -539,13 +556,17 @@ async fn follow(
 ) -> ExitCode {
     let log_path = config.data_dir.join("logs").join(format!("{id}.log"));
     let mut follower = chatops_pipeline::joblog::Follower::new(&log_secrets(config));
+    let started = std::time::Instant::now();
+    let mut progress = Progress::new(std::io::stderr().is_terminal());
     let mut interrupted = false;
     let mut ended_at: Option<std::time::Instant> = None;
     let mut status = None;
     let reply = loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                let _ = follower.poll(&log_path, &mut std::io::stderr());
+                let mut chunk = Vec::new();
+                let _ = follower.poll(&log_path, &mut chunk);
+                progress.show(&mut std::io::stderr(), &chunk, started.elapsed());
                 if let Some(reply) = attached.reply().await {
                     break Some(reply);
                 }
@@ -562,6 +583,8 @@ async fn follow(
             }
             _ = tokio::signal::ctrl_c(), if !interrupted => {
                 interrupted = true;
+                progress.show(&mut std::io::stderr(), b"", started.elapsed());
+                progress.clear(&mut std::io::stderr());
                 eprintln!("chatops: canceling job #{id}…");
                 if let Err(e) = attached.submit(project_command, user, format!("cancel {id}")).await {
                     eprintln!("chatops: {e}");
@@ -569,11 +592,13 @@ async fn follow(
             }
         }
     };
-    let _ = follower.poll(&log_path, &mut std::io::stderr());
-    let _ = follower.finish(&mut std::io::stderr());
+    let mut rest = Vec::new();
+    let _ = follower.poll(&log_path, &mut rest);
+    let _ = follower.finish(&mut rest);
     if reply.is_some() || status.as_ref().is_none_or(|s| !s.is_terminal()) {
         status = attached.status(id).await;
     }
+    progress.finish(&mut std::io::stderr(), &rest, started.elapsed());
     match (&reply, &status) {
         (Some(reply), _) => print!("{reply}"),
         (None, Some(s)) if !expect_reply => println!("job #{id} {}", s.describe()),
@@ -581,6 +606,75 @@ async fn follow(
     }
     let _ = std::io::stdout().flush();
     exit_for(status.as_ref())
+}
+
+/// The elapsed time under a streaming log: a `running… 12s` status line kept at the bottom of
+/// a terminal (erased before more log is written, redrawn after; drawn only when the log is at
+/// the start of a line, so it never erases part of one), and a `finished in 12.3s` line at the
+/// end whatever stderr is (scripts and tests read it; a pipe gets no redraws).
+struct Progress {
+    tty: bool,
+    /// The seconds the status line on screen shows; `None` when none is drawn.
+    drawn: Option<u64>,
+    /// Whether the last log byte written ended a line (or none was written).
+    at_line_start: bool,
+}
+
+impl Progress {
+    fn new(tty: bool) -> Progress {
+        Progress {
+            tty,
+            drawn: None,
+            at_line_start: true,
+        }
+    }
+
+    /// Writes `log` (what the log gained) and refreshes the status line.
+    fn show(&mut self, out: &mut impl Write, log: &[u8], elapsed: Duration) {
+        let secs = elapsed.as_secs();
+        if !log.is_empty() || self.drawn.is_some_and(|d| d != secs) {
+            self.clear(out);
+        }
+        if !log.is_empty() {
+            let _ = out.write_all(log);
+            self.at_line_start = log.ends_with(b"\n");
+        }
+        if self.tty && self.at_line_start && self.drawn.is_none() {
+            let _ = write!(out, "running… {secs}s");
+            self.drawn = Some(secs);
+        }
+        let _ = out.flush();
+    }
+
+    /// Erases the status line, if drawn.
+    fn clear(&mut self, out: &mut impl Write) {
+        if self.drawn.take().is_some() {
+            let _ = write!(out, "\r\x1b[2K");
+        }
+    }
+
+    /// The rest of the log, then the final line.
+    fn finish(&mut self, out: &mut impl Write, log: &[u8], elapsed: Duration) {
+        self.clear(out);
+        let _ = out.write_all(log);
+        if !log.is_empty() {
+            self.at_line_start = log.ends_with(b"\n");
+        }
+        if !self.at_line_start {
+            let _ = writeln!(out);
+        }
+        let _ = writeln!(out, "finished in {}", elapsed_text(elapsed));
+        let _ = out.flush();
+    }
+}
+
+/// `12.3s` under a minute (tenths help there), else `4m 5s`.
+fn elapsed_text(d: Duration) -> String {
+    if d < Duration::from_secs(60) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        chatops_core::reply::format_duration(d)
+    }
 }
 
 /// Job `id` from the store; else says why not and gives the exit status `code`.

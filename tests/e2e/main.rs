@@ -3,6 +3,7 @@
 
 mod adapters_security;
 mod cli;
+mod commands;
 mod conformance;
 mod durability;
 mod helpers;

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use crate::job::{
-    check_keys, parse_job, parse_script, parse_variables, Defaults, Filter, JobSpec, KeyPath,
+    check_keys, comment_above, parse_job, parse_script, parse_variables, Defaults, Filter, JobSpec,
+    KeyPath,
 };
 use crate::load::Loaded;
 use crate::rules::{
@@ -325,6 +326,17 @@ fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Vec<Str
         .collect()
 }
 
+/// The comment directly above job `name`'s key in the file that (last) defines it.
+fn comment_description(
+    files: &[crate::load::FileText],
+    origins: &HashMap<String, usize>,
+    name: &str,
+) -> Option<String> {
+    let file = files.get(origins.get(name).copied().unwrap_or(0))?;
+    let line = find_line(&file.text, &[name])?;
+    comment_above(&file.text, line)
+}
+
 /// A job that is listed but cannot run (its definition is out of reach or unusable).
 fn placeholder_job(name: &str) -> Job {
     Job {
@@ -337,6 +349,7 @@ fn placeholder_job(name: &str) -> Job {
         when: When::OnSuccess,
         allow_failure: false,
         stage: None,
+        description: None,
     }
 }
 
@@ -509,7 +522,7 @@ pub(crate) fn build(loaded: Loaded, source: &dyn crate::Source) -> Result<CiConf
                 vec![name.clone()],
             )),
         };
-        let (job, mut spec) = match (parsed, broken.get(name)) {
+        let (mut job, mut spec) = match (parsed, broken.get(name)) {
             (Ok((job, mut spec)), reason) => {
                 if let Some(reason) = reason {
                     spec.broken = Some(reason.clone());
@@ -548,6 +561,9 @@ pub(crate) fn build(loaded: Loaded, source: &dyn crate::Source) -> Result<CiConf
                     ));
                 }
             }
+        }
+        if job.description.is_none() {
+            job.description = comment_description(&files, &origins, name);
         }
         by_name.insert(name.clone(), jobs.len());
         jobs.push(job);

@@ -87,6 +87,66 @@ pub struct Job {
     pub allow_failure: bool,
     /// `stage` as declared; `None` means GitLab's default, `test`.
     pub stage: Option<String>,
+    /// What the job does, for `help`: the job's own `CHAT_DESCRIPTION` variable (its
+    /// `description:`, else its value), else the comment lines directly above the job's key in
+    /// the file that defines it. `None` when neither is there.
+    pub description: Option<String>,
+}
+
+/// The job variable whose text describes the job in `help`. A job-level variable, because
+/// GitLab accepts `description:` only on pipeline-level variables (where it describes the
+/// variable, for the "Run pipeline" form), and a plain `CHAT_DESCRIPTION: "..."` is valid in
+/// GitLab too; the `{value:, description:}` form is read as well.
+pub const DESCRIPTION_VARIABLE: &str = "CHAT_DESCRIPTION";
+
+/// Longest description kept, in characters (a help line, not a manual).
+const MAX_DESCRIPTION_CHARS: usize = 200;
+
+/// Whitespace (newlines too) collapsed to single spaces and the length bounded, so a
+/// description always fits on one help line.
+pub(crate) fn tidy_description(text: &str) -> Option<String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.is_empty() {
+        return None;
+    }
+    let joined = words.join(" ");
+    if joined.chars().count() <= MAX_DESCRIPTION_CHARS {
+        return Some(joined);
+    }
+    let cut: String = joined.chars().take(MAX_DESCRIPTION_CHARS - 1).collect();
+    Some(format!("{}…", cut.trim_end()))
+}
+
+/// The description a job's `variables:` hash gives: `CHAT_DESCRIPTION`'s `description:` (map
+/// form), else its value.
+fn description_variable(variables: Option<&Raw>) -> Option<String> {
+    let raw = variables?.as_map()?.get(DESCRIPTION_VARIABLE)?;
+    let text = match raw {
+        Raw::Map(m) => m
+            .get("description")
+            .and_then(Raw::scalar_string)
+            .or_else(|| m.get("value").and_then(Raw::scalar_string)),
+        other => other.scalar_string(),
+    }?;
+    tidy_description(&text)
+}
+
+/// The comment lines directly above line `line` (1-based) of `text`: the run of column-0 `#`
+/// lines that ends right before it (a blank line ends the run), `#` removed, joined. The
+/// raw tree keeps no comments; the file's text (kept for error lines) still has them.
+pub(crate) fn comment_above(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().take(line.saturating_sub(1)).collect();
+    let mut run = Vec::new();
+    for l in lines.iter().rev() {
+        // At the job key's own level (column 0): an indented comment belongs to the body of
+        // the job before.
+        match l.trim_end().strip_prefix('#') {
+            Some(rest) => run.push(rest.trim()),
+            None => break,
+        }
+    }
+    run.reverse();
+    tidy_description(&run.join(" "))
 }
 
 /// A dotted position in the configuration for messages, GitLab style: `jobs:build:script`.
@@ -535,6 +595,7 @@ pub(crate) fn parse_job(
         }
     };
     let resource_group = map.get("resource_group").and_then(Raw::scalar_string);
+    let description = description_variable(map.get("variables"));
     let variables = match map.get("variables") {
         None => Vec::new(),
         Some(raw) => parse_variables(raw, &at.key("variables")).map_err(|e| err("variables", e))?,
@@ -574,6 +635,7 @@ pub(crate) fn parse_job(
         when,
         allow_failure,
         stage,
+        description,
     };
     let spec = JobSpec {
         variables,

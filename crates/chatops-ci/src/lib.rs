@@ -35,7 +35,7 @@ mod yaml;
 pub use config::{CiConfig, Decision, Lookup};
 pub use duration::parse_duration;
 pub use error::CiError;
-pub use job::{Job, When};
+pub use job::{Job, When, DESCRIPTION_VARIABLE};
 pub use source::{DirSource, Source};
 pub use variables::Variables;
 

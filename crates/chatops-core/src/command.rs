@@ -56,6 +56,13 @@ pub enum Subcommand {
     Play { job: JobId },
     /// `cancel ID`: stop a running or queued job.
     Cancel { job: JobId },
+    /// `status [ID]`: one job's status; without an id, the caller's latest job in this channel
+    /// (else the channel's latest).
+    Status { job: Option<JobId> },
+    /// `jobs`: the project's recent jobs in this channel.
+    Jobs,
+    /// `retry ID`: run that job again, same job and input, as the caller.
+    Retry { job: JobId },
     /// `help` (or nothing at all).
     Help,
     /// Anything else; the text is kept for the error message.
@@ -86,22 +93,34 @@ impl Subcommand {
                     input: input.to_owned(),
                 }
             }
-            "play" | "cancel" => {
+            "play" | "cancel" | "retry" => {
                 let arg = rest.trim();
                 match arg.parse::<JobId>() {
-                    Ok(id) if !arg.is_empty() => {
-                        if verb == "play" {
-                            Subcommand::Play { job: id }
-                        } else {
-                            Subcommand::Cancel { job: id }
-                        }
-                    }
+                    Ok(id) if !arg.is_empty() => match verb {
+                        "play" => Subcommand::Play { job: id },
+                        "cancel" => Subcommand::Cancel { job: id },
+                        _ => Subcommand::Retry { job: id },
+                    },
                     _ => Subcommand::Invalid {
                         text: text.to_owned(),
                         reason: format!("`{verb}` needs a job id: `{verb} ID`"),
                     },
                 }
             }
+            "status" => {
+                let arg = rest.trim();
+                if arg.is_empty() {
+                    return Subcommand::Status { job: None };
+                }
+                match arg.parse::<JobId>() {
+                    Ok(id) => Subcommand::Status { job: Some(id) },
+                    Err(_) => Subcommand::Invalid {
+                        text: text.to_owned(),
+                        reason: "`status` takes a job id or nothing: `status [ID]`".into(),
+                    },
+                }
+            }
+            "jobs" if rest.trim().is_empty() => Subcommand::Jobs,
             _ => Subcommand::Invalid {
                 text: text.to_owned(),
                 reason: format!("`{}` is not a valid command", text.trim()),
@@ -176,6 +195,42 @@ mod tests {
         ));
         assert!(matches!(
             Subcommand::parse("runx y"),
+            Subcommand::Invalid { .. }
+        ));
+    }
+
+    #[test]
+    fn status_jobs_and_retry() {
+        assert_eq!(
+            Subcommand::parse("status"),
+            Subcommand::Status { job: None }
+        );
+        assert_eq!(
+            Subcommand::parse("status  #12 "),
+            Subcommand::Status {
+                job: Some(JobId(12))
+            }
+        );
+        assert!(matches!(
+            Subcommand::parse("status deploy"),
+            Subcommand::Invalid { .. }
+        ));
+        assert_eq!(Subcommand::parse("jobs"), Subcommand::Jobs);
+        assert_eq!(Subcommand::parse(" jobs \n"), Subcommand::Jobs);
+        assert!(matches!(
+            Subcommand::parse("jobs all"),
+            Subcommand::Invalid { .. }
+        ));
+        assert_eq!(
+            Subcommand::parse("retry 7"),
+            Subcommand::Retry { job: JobId(7) }
+        );
+        assert!(matches!(
+            Subcommand::parse("retry"),
+            Subcommand::Invalid { .. }
+        ));
+        assert!(matches!(
+            Subcommand::parse("retry deploy"),
             Subcommand::Invalid { .. }
         ));
     }

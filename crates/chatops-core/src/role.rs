@@ -22,6 +22,10 @@ impl Role {
     /// The role a chat user needs to run (or play, or cancel) a job, as in GitLab ChatOps.
     pub const RUN_JOBS: Role = Role::Developer;
 
+    /// The role a chat user needs to read jobs (`status`, `jobs`): GitLab lets reporters (not
+    /// guests) see a private project's jobs and their logs.
+    pub const READ_JOBS: Role = Role::Reporter;
+
     pub const ALL: [Role; 6] = [
         Role::None,
         Role::Guest,

@@ -6,7 +6,7 @@ use chatops_core::{
     Action, Inline, JobId, JobStatus, OutputBlock, PlatformId, Reply, Role, Tone, UserId,
     Visibility,
 };
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 fn text(s: impl Into<String>) -> Inline {
     Inline::Text(s.into())
@@ -66,13 +66,29 @@ fn usage(command: &str) -> Vec<Inline> {
         text(" starts a manual job, "),
         code(format!("{command} cancel ID")),
         text(" stops one, "),
+        code(format!("{command} retry ID")),
+        text(" runs one again, "),
+        code(format!("{command} status [ID]")),
+        text(" shows one, "),
+        code(format!("{command} jobs")),
+        text(" lists this channel's, "),
         code(format!("{command} help")),
         text(" shows this."),
     ]
 }
 
-/// `help`: what this user may run from chat.
-pub fn help(project: &str, command: &str, runnable: &[(String, String)], role: Role) -> Reply {
+/// One job `help` lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HelpEntry {
+    pub name: String,
+    /// The job's effective `when` in a chat pipeline (`manual` is shown).
+    pub when: String,
+    /// What the job does, from the CI file (a comment above it, or `CHAT_DESCRIPTION`).
+    pub description: Option<String>,
+}
+
+/// `help`: what this user may run from chat, one job a line with its description.
+pub fn help(project: &str, command: &str, runnable: &[HelpEntry], role: Role) -> Reply {
     let mut s = vec![strong(format!("chatops for {project}")), Inline::LineBreak];
     s.extend(usage(command));
     s.push(Inline::LineBreak);
@@ -84,14 +100,16 @@ pub fn help(project: &str, command: &str, runnable: &[(String, String)], role: R
     } else if runnable.is_empty() {
         s.push(text("No job of this project can run from chat."));
     } else {
-        s.push(text("Jobs you can run: "));
-        for (i, (name, when)) in runnable.iter().enumerate() {
-            if i > 0 {
-                s.push(text(", "));
-            }
-            s.push(code(name));
-            if when == "manual" {
+        s.push(text("Jobs you can run:"));
+        for job in runnable {
+            s.push(Inline::LineBreak);
+            s.push(text("• "));
+            s.push(code(&job.name));
+            if job.when == "manual" {
                 s.push(text(" (manual)"));
+            }
+            if let Some(d) = &job.description {
+                s.push(text(format!(" — {d}")));
             }
         }
     }
@@ -231,6 +249,146 @@ pub fn not_manual(id: JobId, status: &JobStatus) -> Reply {
             status.describe()
         ))],
     )
+}
+
+/// `status ID` / `retry ID` for an id no job has (or one typed too large to be one).
+pub fn no_such_job(id: JobId, command: &str) -> Reply {
+    Reply::ephemeral(
+        Tone::Failure,
+        vec![
+            text(format!("There is no job #{id} on this server. ")),
+            code(format!("{command} jobs")),
+            text(" lists this channel's recent jobs."),
+        ],
+    )
+}
+
+/// `retry ID` of a job that has not ended: GitLab retries finished jobs only.
+pub fn not_retryable(job: &JobRef, status: &JobStatus) -> Reply {
+    let mut s = vec![text(format!(
+        "Job #{} {}; retry it once it has ended",
+        job.id,
+        status.describe()
+    ))];
+    if *status == JobStatus::Manual {
+        s.push(text(", or play it with "));
+        s.push(code(format!("{} play {}", job.command, job.id)));
+    }
+    s.push(text("."));
+    Reply::ephemeral(Tone::Warning, s)
+}
+
+/// A stored job's facts for `status` and `jobs`.
+#[derive(Clone, Debug)]
+pub struct JobFacts {
+    pub job: JobRef,
+    pub status: JobStatus,
+    pub created_at: SystemTime,
+    pub started_at: Option<SystemTime>,
+    /// How long it ran, once it has ended.
+    pub duration: Option<Duration>,
+    pub input: String,
+}
+
+impl JobFacts {
+    fn who(&self) -> String {
+        self.job
+            .user_name
+            .clone()
+            .unwrap_or_else(|| self.job.user.to_string())
+    }
+}
+
+/// "3m 2s ago", from `then` to `now` (a clock that went backwards reads "just now").
+fn ago(then: SystemTime, now: SystemTime) -> String {
+    match now.duration_since(then) {
+        Ok(d) if d >= Duration::from_secs(1) => {
+            format!("{} ago", format_duration(Duration::from_secs(d.as_secs())))
+        }
+        _ => "just now".into(),
+    }
+}
+
+/// Longest input `status` quotes, in characters.
+const STATUS_INPUT_CHARS: usize = 80;
+
+/// `status [ID]`: one job, to the asker only. Names the user as text, not a mention: a
+/// status check should not notify anyone.
+pub fn job_status(facts: &JobFacts, now: SystemTime) -> Reply {
+    let job = &facts.job;
+    let mut s = vec![
+        text("Job "),
+        code(&job.job),
+        text(format!(" (#{}) on ", job.id)),
+        strong(&job.project),
+        text(" "),
+        strong(facts.status.describe()),
+    ];
+    match (facts.duration, facts.started_at) {
+        // A timed-out job's status already says how long it ran.
+        (Some(d), _)
+            if facts.status.is_terminal()
+                && !matches!(facts.status, JobStatus::TimedOut { .. }) =>
+        {
+            s.push(text(format!(" in {}", format_duration(d))));
+        }
+        (_, Some(started)) if facts.status == JobStatus::Running => {
+            let running = now.duration_since(started).unwrap_or_default();
+            s.push(text(format!(
+                " for {}",
+                format_duration(Duration::from_secs(running.as_secs()))
+            )));
+        }
+        _ => {}
+    }
+    s.push(Inline::LineBreak);
+    s.push(text(format!(
+        "Asked by {} {}",
+        facts.who(),
+        ago(facts.created_at, now)
+    )));
+    if !facts.input.is_empty() {
+        let mut input: String = facts.input.chars().take(STATUS_INPUT_CHARS).collect();
+        if input.len() < facts.input.len() {
+            input.push('…');
+        }
+        s.push(text(" with input "));
+        s.push(code(input.replace('\n', " ")));
+    }
+    s.push(text(" · "));
+    s.push(job.link("view job"));
+    Reply::ephemeral(facts.status.tone(), s)
+}
+
+/// `jobs`: the project's recent jobs in this channel, newest first, to the asker only.
+pub fn job_list(project: &str, command: &str, jobs: &[JobFacts], now: SystemTime) -> Reply {
+    if jobs.is_empty() {
+        return Reply::ephemeral(
+            Tone::Neutral,
+            vec![text(format!(
+                "No job of {project} has been asked for in this channel yet."
+            ))],
+        );
+    }
+    let mut s = vec![strong(format!("Recent jobs of {project} in this channel"))];
+    for facts in jobs {
+        s.push(Inline::LineBreak);
+        s.push(text(format!("#{} ", facts.job.id)));
+        s.push(code(&facts.job.job));
+        s.push(text(format!(
+            " {} · {} · {} · ",
+            facts.status.name(),
+            facts.who(),
+            ago(facts.created_at, now)
+        )));
+        s.push(facts.job.link("view"));
+    }
+    s.push(Inline::LineBreak);
+    s.push(code(format!("{command} status ID")));
+    s.push(text(" shows one, "));
+    s.push(code(format!("{command} retry ID")));
+    s.push(text(" runs one again."));
+    Reply::ephemeral(Tone::Neutral, s)
 }
 
 /// A command the platform delivered twice (e.g. a retried slash command): it ran once.
@@ -429,6 +587,70 @@ mod tests {
         );
         assert_eq!(r.tone, Tone::Failure);
         assert_eq!(r.visibility, Visibility::InChannel);
+    }
+
+    #[test]
+    fn help_lists_one_job_a_line_with_its_description() {
+        let entry = |name: &str, when: &str, d: Option<&str>| HelpEntry {
+            name: name.into(),
+            when: when.into(),
+            description: d.map(Into::into),
+        };
+        let r = help(
+            "demo",
+            "/demo",
+            &[
+                entry("deploy", "manual", Some("Deploys to the given env")),
+                entry("ls", "on_success", None),
+            ],
+            Role::Developer,
+        );
+        let t = r.plain_summary();
+        assert!(
+            t.contains("deploy (manual) — Deploys to the given env"),
+            "{t}"
+        );
+        assert!(
+            t.contains("/demo status [ID]") && t.contains("/demo retry ID"),
+            "{t}"
+        );
+        assert_eq!(r.visibility, Visibility::Ephemeral);
+    }
+
+    #[test]
+    fn status_and_list_read_well_and_stay_ephemeral() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let facts = JobFacts {
+            job: job(),
+            status: JobStatus::Succeeded,
+            created_at: now - Duration::from_secs(125),
+            started_at: Some(now - Duration::from_secs(124)),
+            duration: Some(Duration::from_millis(1500)),
+            input: "staging\nnow".into(),
+        };
+        let r = job_status(&facts, now);
+        assert_eq!(
+            r.plain_summary(),
+            "Job deploy (#12) on demo succeeded in 1.5s\nAsked by ada 2m 5s ago with input staging now · view job (http://x/jobs/12?t=ab)"
+        );
+        assert_eq!(r.visibility, Visibility::Ephemeral);
+        let running = JobFacts {
+            status: JobStatus::Running,
+            duration: None,
+            ..facts.clone()
+        };
+        assert!(job_status(&running, now)
+            .plain_summary()
+            .contains("is running for 2m 4s"));
+        let list = job_list("demo", "/demo", &[facts], now);
+        let t = list.plain_summary();
+        assert!(
+            t.contains("#12 deploy succeeded · ada · 2m 5s ago · view"),
+            "{t}"
+        );
+        assert_eq!(list.visibility, Visibility::Ephemeral);
+        let empty = job_list("demo", "/demo", &[], now).plain_summary();
+        assert!(empty.contains("No job of demo"), "{empty}");
     }
 
     #[test]

@@ -408,82 +408,36 @@ async fn prepare_inner(
             if role < Role::RUN_JOBS {
                 return refuse_role(Role::RUN_JOBS);
             }
-            let (revision, ci) = match load_ci(shared, &project).await {
-                Ok(loaded) => loaded,
-                Err(reply) => return refused(reply),
-            };
-            let found = match ci.lookup(job.as_str()) {
-                Lookup::Found(found) => found.clone(),
-                Lookup::Hidden => return refused(messages::hidden_job(job.as_str())),
-                Lookup::Missing { suggestions } => {
-                    return refused(messages::unknown_job(
-                        project.name.as_str(),
-                        job.as_str(),
-                        &suggestions,
-                    ))
+            run_job(shared, addr, &project, command, job, input).await
+        }
+        Subcommand::Retry { job: id } => {
+            if role < Role::RUN_JOBS {
+                return refuse_role(Role::RUN_JOBS);
+            }
+            match retryable(shared, &project, id).await {
+                Ok(record) => {
+                    let (job, input) = (record.job_name, record.input);
+                    run_job(shared, addr, &project, command, job, input).await
                 }
-            };
-            let vars = rule_variables(&project, &revision, command, Some(&input));
-            let (when, variables) = match ci.evaluate(&found, &vars) {
-                Decision::Excluded { reason } => {
-                    return refused(messages::excluded(job.as_str(), &reason))
-                }
-                Decision::Run {
-                    when, variables, ..
-                } => (when, variables),
-            };
-            // The job's record exists before the ack is sent; a command delivered twice (the
-            // platform retried) finds the first delivery's job instead of creating another.
-            let new_job = NewJob {
-                project: project.name.clone(),
-                job_name: JobName::new(found.name.clone()),
-                pipeline_id: None,
-                status: if when == When::Manual {
-                    JobStatus::Manual
-                } else {
-                    JobStatus::Queued { position: 0 }
-                },
-                created_at: SystemTime::now(),
-                input: input.clone(),
-                reply_target: command.reply_to.clone(),
-                user_name: command.user_name.clone(),
-                when: Some(when.as_str().to_owned()),
-                resource_group: found.resource_group.clone(),
-                log_path: None,
-            };
-            let rec =
-                CommandRecord::new(command, Outcome::Accepted).with_project(project.name.clone());
-            let id = match shared.store.record_command(rec, Some(new_job)).await {
-                Ok(Recorded::New { job: Some(id), .. }) => id,
-                Ok(Recorded::Duplicate { job, .. }) => {
-                    tracing::info!(request = ?command.request_id, ?job, "duplicate delivery ignored");
-                    return (Ack::refused(messages::duplicate(job)), None);
-                }
-                Ok(Recorded::New { job: None, .. }) => {
-                    return (
-                        Ack::refused(messages::internal_error("the job was not recorded")),
-                        None,
-                    )
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot record a job");
-                    return refused(messages::internal_error("the job could not be recorded"));
-                }
-            };
-            let create = CreateJob {
-                id,
-                project: project.name.clone(),
-                job: found,
-                when,
-                file_variables: variables,
-                input,
-                revision,
-                command: command.clone(),
-                played_by: None,
-            };
-            match addr.send(create).await {
-                Ok(ack) => (ack, None),
-                Err(_) => (Ack::refused(messages::shutting_down()), None),
+                Err(reply) => refused(reply),
+            }
+        }
+        Subcommand::Status { job } => {
+            if role < Role::READ_JOBS {
+                return refuse_role(Role::READ_JOBS);
+            }
+            match job_status(shared, &project, command, job).await {
+                Ok(reply) => (Ack::refused(reply), Some(Outcome::Accepted)),
+                Err(reply) => refused(reply),
+            }
+        }
+        Subcommand::Jobs => {
+            if role < Role::READ_JOBS {
+                return refuse_role(Role::READ_JOBS);
+            }
+            match job_list(shared, &project, command).await {
+                Ok(reply) => (Ack::refused(reply), Some(Outcome::Accepted)),
+                Err(reply) => refused(reply),
             }
         }
         Subcommand::Play { job } | Subcommand::Cancel { job } => {
@@ -514,6 +468,222 @@ async fn prepare_inner(
             (ack, Some(outcome))
         }
     }
+}
+
+/// `run JOB [INPUT]` (and `retry ID`, which runs a stored job's name and input again) once the
+/// role is checked: look the job up, evaluate it for a chat pipeline, record it, create it.
+async fn run_job(
+    shared: &Arc<Shared>,
+    addr: Addr<PipelineActor>,
+    project: &ProjectSettings,
+    command: &ChatCommand,
+    job: JobName,
+    input: String,
+) -> (Ack, ToRecord) {
+    let refused = |reply: Reply| (Ack::refused(reply), Some(Outcome::Refused));
+    let (revision, ci) = match load_ci(shared, project).await {
+        Ok(loaded) => loaded,
+        Err(reply) => return refused(reply),
+    };
+    let found = match ci.lookup(job.as_str()) {
+        Lookup::Found(found) => found.clone(),
+        Lookup::Hidden => return refused(messages::hidden_job(job.as_str())),
+        Lookup::Missing { suggestions } => {
+            return refused(messages::unknown_job(
+                project.name.as_str(),
+                job.as_str(),
+                &suggestions,
+            ))
+        }
+    };
+    let vars = rule_variables(project, &revision, command, Some(&input));
+    let (when, variables) = match ci.evaluate(&found, &vars) {
+        Decision::Excluded { reason } => return refused(messages::excluded(job.as_str(), &reason)),
+        Decision::Run {
+            when, variables, ..
+        } => (when, variables),
+    };
+    // The job's record exists before the ack is sent; a command delivered twice (the
+    // platform retried) finds the first delivery's job instead of creating another.
+    let new_job = NewJob {
+        project: project.name.clone(),
+        job_name: JobName::new(found.name.clone()),
+        pipeline_id: None,
+        status: if when == When::Manual {
+            JobStatus::Manual
+        } else {
+            JobStatus::Queued { position: 0 }
+        },
+        created_at: SystemTime::now(),
+        input: input.clone(),
+        reply_target: command.reply_to.clone(),
+        user_name: command.user_name.clone(),
+        when: Some(when.as_str().to_owned()),
+        resource_group: found.resource_group.clone(),
+        log_path: None,
+    };
+    let rec = CommandRecord::new(command, Outcome::Accepted).with_project(project.name.clone());
+    let id = match shared.store.record_command(rec, Some(new_job)).await {
+        Ok(Recorded::New { job: Some(id), .. }) => id,
+        Ok(Recorded::Duplicate { job, .. }) => {
+            tracing::info!(request = ?command.request_id, ?job, "duplicate delivery ignored");
+            return (Ack::refused(messages::duplicate(job)), None);
+        }
+        Ok(Recorded::New { job: None, .. }) => {
+            return (
+                Ack::refused(messages::internal_error("the job was not recorded")),
+                None,
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a job");
+            return refused(messages::internal_error("the job could not be recorded"));
+        }
+    };
+    let create = CreateJob {
+        id,
+        project: project.name.clone(),
+        job: found,
+        when,
+        file_variables: variables,
+        input,
+        revision,
+        command: command.clone(),
+        played_by: None,
+    };
+    match addr.send(create).await {
+        Ok(ack) => (ack, None),
+        Err(_) => (Ack::refused(messages::shutting_down()), None),
+    }
+}
+
+/// How many jobs `jobs` lists.
+const JOB_LIST_LIMIT: usize = 10;
+
+/// `retry ID`: the job to run again, if it is this project's and has ended (GitLab retries
+/// finished jobs only: a running one would run twice, a manual one is played instead).
+async fn retryable(
+    shared: &Arc<Shared>,
+    project: &ProjectSettings,
+    id: JobId,
+) -> Result<JobRecord, Reply> {
+    let record = stored_job(shared, project, id).await?;
+    let status = live_status(shared, &record);
+    if !status.is_terminal() {
+        return Err(messages::not_retryable(
+            &job_ref_of(shared, &record),
+            &status,
+        ));
+    }
+    Ok(record)
+}
+
+/// Job `id` of `project` from the store, or the refusal to answer.
+async fn stored_job(
+    shared: &Arc<Shared>,
+    project: &ProjectSettings,
+    id: JobId,
+) -> Result<JobRecord, Reply> {
+    match shared.store.job(id).await {
+        Ok(Some(r)) if r.project != project.name => {
+            Err(messages::wrong_project(id, project.name.as_str()))
+        }
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(messages::no_such_job(id, &project.command)),
+        Err(e) => {
+            tracing::error!(job = %id, error = %e, "cannot read a job from the store");
+            Err(messages::internal_error("the job could not be read"))
+        }
+    }
+}
+
+/// A job's status: the live one while the pipeline holds it (a queued job's position), else
+/// the stored one.
+fn live_status(shared: &Shared, record: &JobRecord) -> JobStatus {
+    shared
+        .jobs
+        .get(&record.id)
+        .map_or_else(|| record.status.clone(), |v| v.status.clone())
+}
+
+fn facts_of(shared: &Shared, record: JobRecord) -> messages::JobFacts {
+    messages::JobFacts {
+        job: job_ref_of(shared, &record),
+        status: live_status(shared, &record),
+        created_at: record.created_at,
+        started_at: record.started_at,
+        duration: record.duration,
+        input: record.input,
+    }
+}
+
+/// `status [ID]`: job `id`, or without one the caller's latest job of this project in this
+/// channel, else the channel's latest.
+async fn job_status(
+    shared: &Arc<Shared>,
+    project: &ProjectSettings,
+    command: &ChatCommand,
+    id: Option<JobId>,
+) -> Result<Reply, Reply> {
+    let record = match id {
+        Some(id) => stored_job(shared, project, id).await?,
+        None => {
+            let mine = channel_jobs(shared, project, command, Some(command.user.clone()), 1);
+            let latest = match mine.await?.pop() {
+                Some(r) => Some(r),
+                None => channel_jobs(shared, project, command, None, 1).await?.pop(),
+            };
+            match latest {
+                Some(r) => r,
+                None => {
+                    return Ok(messages::job_list(
+                        project.name.as_str(),
+                        &project.command,
+                        &[],
+                        SystemTime::now(),
+                    ))
+                }
+            }
+        }
+    };
+    Ok(messages::job_status(
+        &facts_of(shared, record),
+        SystemTime::now(),
+    ))
+}
+
+/// `jobs`: this project's newest jobs in the command's channel.
+async fn job_list(
+    shared: &Arc<Shared>,
+    project: &ProjectSettings,
+    command: &ChatCommand,
+) -> Result<Reply, Reply> {
+    let records = channel_jobs(shared, project, command, None, JOB_LIST_LIMIT).await?;
+    let facts: Vec<_> = records.into_iter().map(|r| facts_of(shared, r)).collect();
+    Ok(messages::job_list(
+        project.name.as_str(),
+        &project.command,
+        &facts,
+        SystemTime::now(),
+    ))
+}
+
+async fn channel_jobs(
+    shared: &Arc<Shared>,
+    project: &ProjectSettings,
+    command: &ChatCommand,
+    user: Option<UserId>,
+    limit: usize,
+) -> Result<Vec<JobRecord>, Reply> {
+    let target = (command.platform.clone(), command.channel.clone());
+    shared
+        .store
+        .channel_jobs(project.name.clone(), target, user, limit)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot list a channel's jobs");
+            messages::internal_error("the jobs could not be read")
+        })
 }
 
 /// Whether a manual job created at `created_at` has outlived `server.manual_job_ttl`.
@@ -739,14 +909,18 @@ async fn help_for(
     if role < Role::RUN_JOBS {
         return messages::help(project.name.as_str(), &project.command, &[], role);
     }
-    let runnable: Vec<(String, String)> = match load_ci(shared, project).await {
+    let runnable: Vec<messages::HelpEntry> = match load_ci(shared, project).await {
         Ok((revision, ci)) => {
             let vars = rule_variables(project, &revision, command, None);
             ci.jobs()
                 .iter()
                 .filter_map(|job| match ci.evaluate(job, &vars) {
                     Decision::Run { when, .. } if when != When::Never => {
-                        Some((job.name.clone(), when.as_str().to_owned()))
+                        Some(messages::HelpEntry {
+                            name: job.name.clone(),
+                            when: when.as_str().to_owned(),
+                            description: job.description.clone(),
+                        })
                     }
                     _ => None,
                 })

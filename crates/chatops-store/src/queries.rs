@@ -254,6 +254,27 @@ pub(crate) fn recent_jobs(conn: &Connection, limit: usize) -> Result<Vec<JobReco
     rows.collect()
 }
 
+/// The newest `limit` jobs of `project` asked for in one channel, newest first; only `user`'s
+/// when given (chat's `jobs` and `status` without an id). Served by the `jobs_channel` index.
+pub(crate) fn channel_jobs(
+    conn: &Connection,
+    (project, platform, channel): (&str, &str, &str),
+    user: Option<&str>,
+    limit: usize,
+) -> Result<Vec<JobRecord>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs
+         WHERE project = ?1 AND platform = ?2 AND channel = ?3 AND (?4 IS NULL OR user_id = ?4)
+         ORDER BY id DESC LIMIT ?5"
+    ))?;
+    let rows = stmt.query_and_then(
+        params![project, platform, channel, user, limit],
+        job_from_row,
+    )?;
+    rows.collect()
+}
+
 /// Every job whose status name is one of `names`, oldest first.
 pub(crate) fn jobs_with_status(
     conn: &Connection,

@@ -126,8 +126,16 @@ CREATE INDEX cli_requests_pending ON cli_requests (id) WHERE state = 'pending';
 CREATE INDEX jobs_manual ON jobs (created_at) WHERE status = 'manual';
 "#;
 
+/// Schema version 3.
+///
+/// - `jobs_channel`: a project's jobs per chat channel, newest first, for chat's `jobs` and
+///   `status` (issue #11): without it, a channel with few jobs would scan the whole table.
+const V3: &str = r#"
+CREATE INDEX jobs_channel ON jobs (project, platform, channel, id);
+"#;
+
 /// Every migration, in order; the schema version is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Opens (creating when missing, with its parent folders) and migrates the database at `path`.
 pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {

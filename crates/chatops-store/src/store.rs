@@ -9,7 +9,7 @@ use crate::model::{
 use crate::queries;
 use crate::schema;
 use crate::worker::{self, Call, Message, Shared};
-use chatops_core::{JobId, PlatformId, Reply, ReplyTarget};
+use chatops_core::{ChannelId, JobId, PlatformId, ProjectName, Reply, ReplyTarget, UserId};
 use rusqlite::{Connection, TransactionBehavior};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -164,6 +164,23 @@ impl Store {
     pub async fn recent_jobs(&self, limit: usize) -> Result<Vec<JobRecord>, StoreError> {
         self.call(move |conn| queries::recent_jobs(conn, limit))
             .await
+    }
+
+    /// The newest `limit` jobs of a project asked for in one channel, newest first; only
+    /// `user`'s when given (chat's `jobs`, and `status` without an id).
+    pub async fn channel_jobs(
+        &self,
+        project: ProjectName,
+        target: (PlatformId, ChannelId),
+        user: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StoreError> {
+        self.call(move |conn| {
+            let (platform, channel) = &target;
+            let scope = (project.as_str(), platform.as_str(), channel.as_str());
+            queries::channel_jobs(conn, scope, user.as_ref().map(|u| u.as_str()), limit)
+        })
+        .await
     }
 
     /// Every job whose status name ([`JobStatus::name`](chatops_core::JobStatus::name)) is one

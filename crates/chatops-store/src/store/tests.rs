@@ -1065,3 +1065,43 @@ async fn a_read_only_store_reads_beside_a_writer_and_writes_nothing() -> TestRes
     assert_eq!(reader.recent_jobs(10).await?.len(), 2);
     Ok(())
 }
+
+#[tokio::test]
+async fn channel_jobs_are_one_project_and_channel_newest_first() -> TestResult {
+    let dir = TempDir::new()?;
+    let store = open(&dir)?;
+    let in_channel = |user: &str, channel: &str, project: &str| {
+        let mut job = new_job("deploy");
+        job.project = project.into();
+        job.reply_target.channel = channel.into();
+        job.reply_target.user = user.into();
+        job
+    };
+    let mut ids = Vec::new();
+    for (user, channel, project) in [
+        ("U1", "C1", "demo"),
+        ("U2", "C1", "demo"),
+        ("U1", "C2", "demo"),
+        ("U1", "C1", "other"),
+        ("U2", "C1", "demo"),
+    ] {
+        let rec = CommandRecord::new(&chat("slack", None, "run deploy"), Outcome::Accepted);
+        let job = in_channel(user, channel, project);
+        ids.push(store.record_command(rec, Some(job)).await?.job());
+    }
+    let scope = || ("slack".into(), "C1".into());
+    let all = store.channel_jobs("demo".into(), scope(), None, 10).await?;
+    let got: Vec<_> = all.iter().map(|j| Some(j.id)).collect();
+    assert_eq!(got, vec![ids[4], ids[1], ids[0]]);
+    let two = store.channel_jobs("demo".into(), scope(), None, 2).await?;
+    assert_eq!(two.len(), 2);
+    let mine = store
+        .channel_jobs("demo".into(), scope(), Some("U1".into()), 1)
+        .await?;
+    assert_eq!(mine.first().map(|j| Some(j.id)), Some(ids[0]));
+    let other_platform = store
+        .channel_jobs("demo".into(), ("discord".into(), "C1".into()), None, 10)
+        .await?;
+    assert!(other_platform.is_empty());
+    Ok(())
+}
