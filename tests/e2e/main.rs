@@ -7,6 +7,7 @@ mod conformance;
 mod durability;
 mod helpers;
 mod isolation;
+mod page;
 mod process;
 mod slack;
 
