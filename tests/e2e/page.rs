@@ -74,7 +74,7 @@ async fn the_job_page_streams_a_coloured_masked_log_live() {
     let last_id = stream
         .lines()
         .filter_map(|l| l.strip_prefix("id: "))
-        .last()
+        .next_back()
         .expect("an event id")
         .to_owned();
     let (_, rest) = server
@@ -182,4 +182,81 @@ async fn a_developer_link_cancels_and_a_view_link_cannot() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(canceled, "the job was canceled from its page");
+}
+
+/// Chromium's flags for a throwaway headless run.
+fn chromium(profile: &std::path::Path) -> Option<std::process::Command> {
+    let found = std::process::Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!(
+            "SKIPPED: chromium is not installed (.ci/run installs it: apt-get install chromium)"
+        );
+        return None;
+    }
+    let mut cmd = std::process::Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    Some(cmd)
+}
+
+#[actix_rt::test]
+async fn chromium_shows_lines_appended_live_in_colour_without_the_secret() {
+    let server = server().await;
+    let (status, ack) = server.slack_command("UDEV", "run colours", 1).await;
+    assert_eq!(status, 200, "{ack}");
+    let page_url = format!("{}{}", server.base, page_path(&ack));
+    let (_, first) = server.request(server.http().get(&page_url)).await;
+    assert!(
+        !first.contains("line 6"),
+        "the job is still running at load: {first}"
+    );
+    let profile = tempfile::tempdir().expect("profile dir");
+    let Some(mut cmd) = chromium(profile.path()) else {
+        return;
+    };
+    let shot = server.data_dir().join("job-page.png");
+    let url = page_url.clone();
+    let dom = tokio::task::spawn_blocking(move || {
+        cmd.args(["--dump-dom", "--virtual-time-budget=15000", &url])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    // Loaded while the job ran, the DOM now holds the lines the stream appended, in colour.
+    assert!(dom.contains("line 6"), "live append: {dom}");
+    assert!(dom.contains("color:var(--green"), "colours: {dom}");
+    assert!(dom.contains("[MASKED]") && secret_absent(&dom), "{dom}");
+    assert!(dom.contains("succeeded"), "the final status: {dom}");
+    // A screenshot of the finished page (docs/job-page.png comes from here).
+    let profile2 = tempfile::tempdir().expect("profile dir");
+    if let Some(mut cmd) = chromium(profile2.path()) {
+        let target = shot.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            cmd.arg(format!("--screenshot={}", target.display()))
+                .args(["--window-size=900,560", &page_url])
+                .output()
+        })
+        .await
+        .expect("join")
+        .expect("chromium runs");
+        assert!(shot.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+        if let Ok(dir) = std::env::var("CHATOPS_PAGE_SCREENSHOT") {
+            let _ = std::fs::copy(&shot, dir);
+        }
+    }
 }
