@@ -9,6 +9,7 @@ mod durability;
 mod helpers;
 mod isolation;
 mod metrics;
+mod page;
 mod process;
 mod slack;
 mod usability;

@@ -247,6 +247,242 @@ pub fn render_log(raw: &[u8], secrets: &[String]) -> String {
     }
 }
 
+/// A job log made readable *with its colours*, for the job page: the text is cleaned exactly
+/// as [`LogView`] cleans it and masked on that cleaned text, and only then are the colour
+/// escapes put back, at the positions they had in the cleaned text, in a normalised form
+/// (`ESC [ digits;digits m`, nothing else). So a secret printed split by escapes
+/// (`S3cr\e[0mETVALUE`) is whole when masked, and an escape that fell inside a secret is put
+/// back after its [`MASK`]. The output holds no control character but `\n`, `\t` and those
+/// escapes; an HTML renderer of ANSI colours (which must escape the text) makes it a page.
+///
+/// Each piece [`push`](ColourLogView::push) appends is whole lines and starts with the colour
+/// state in force at its start, so any run of pieces renders on its own (a page's tail, a
+/// stream's next event). A secret with a line break is masked piece by piece (each of its
+/// lines is masked wherever it appears: more than needed, never less).
+#[derive(Debug, Default)]
+pub struct ColourLogView {
+    cleaner: Cleaner,
+    sink: ColourSink,
+}
+
+/// The SGR state carried from line to line is capped: older codes are dropped (a colour may be
+/// lost on an absurd line, a secret never shown).
+const MAX_SGR_STATE: usize = 16;
+
+#[derive(Debug, Default)]
+struct ColourSink {
+    /// The current line's cleaned text (held back: a lone `\r` may still replace it).
+    line: Vec<u8>,
+    /// Colour escapes (their parameters) at positions in `line`.
+    codes: Vec<(usize, Vec<u8>)>,
+    /// The colour escapes in force when `line` starts (since the last reset).
+    state: Vec<Vec<u8>>,
+    overwrite: bool,
+    /// Longest first: the longest secret matching at a position wins.
+    secrets: Vec<Vec<u8>>,
+    out: Vec<u8>,
+}
+
+impl ColourSink {
+    fn longest(&self) -> usize {
+        self.secrets.first().map_or(0, Vec::len)
+    }
+
+    /// Adds `code` to the colour state: a reset (`0`, or nothing) clears it first.
+    fn apply(state: &mut Vec<Vec<u8>>, code: &[u8]) {
+        let first = code.split(|&b| b == b';').next().unwrap_or_default();
+        if first.is_empty() || first.iter().all(|&b| b == b'0') {
+            state.clear();
+        }
+        if code.iter().any(|&b| b != b'0' && b != b';') {
+            state.push(code.to_vec());
+            if state.len() > MAX_SGR_STATE {
+                state.remove(0);
+            }
+        }
+    }
+
+    fn write_code(out: &mut Vec<u8>, code: &[u8]) {
+        out.extend_from_slice(b"\x1b[");
+        out.extend_from_slice(code);
+        out.push(b'm');
+    }
+
+    /// Masks and emits `line[..end]` (or more, when a secret runs past `end`), with its colours;
+    /// keeps the rest as the start of the line. `all`: the line is complete, emit everything.
+    fn flush(&mut self, all: bool) {
+        let line = std::mem::take(&mut self.line);
+        let codes = std::mem::take(&mut self.codes);
+        // Matches may start before `cut`; one starting later could continue past the line's
+        // known end, so it waits for more text.
+        let cut = if all {
+            line.len()
+        } else {
+            line.len().saturating_sub(self.longest().saturating_sub(1))
+        };
+        let mut masked: Vec<(usize, usize)> = Vec::new();
+        let mut i = 0;
+        while i < cut {
+            let here = line.get(i..).unwrap_or_default();
+            match self.secrets.iter().find(|s| here.starts_with(s)) {
+                Some(secret) => {
+                    masked.push((i, i + secret.len()));
+                    i += secret.len();
+                }
+                None => i += 1,
+            }
+        }
+        let end = i.min(line.len());
+        let out = &mut self.out;
+        for code in &self.state {
+            Self::write_code(out, code);
+        }
+        let mut codes_iter = codes.into_iter().peekable();
+        let mut ranges = masked.into_iter().peekable();
+        let mut pos = 0;
+        while pos < end {
+            while let Some((_, code)) = codes_iter.next_if(|(at, _)| *at <= pos) {
+                Self::write_code(out, &code);
+                Self::apply(&mut self.state, &code);
+            }
+            if let Some((_, stop)) = ranges.next_if(|(start, _)| *start == pos) {
+                // Escapes inside a secret go after its mask: the colours still change, no
+                // part of the secret shows.
+                out.extend_from_slice(MASK.as_bytes());
+                while let Some((_, code)) = codes_iter.next_if(|(at, _)| *at < stop) {
+                    Self::write_code(out, &code);
+                    Self::apply(&mut self.state, &code);
+                }
+                pos = stop;
+                continue;
+            }
+            let next_mask = ranges.peek().map_or(end, |r| r.0);
+            let next_code = codes_iter.peek().map_or(end, |c| c.0);
+            let stop = next_mask.min(next_code).min(end).max(pos + 1);
+            out.extend_from_slice(line.get(pos..stop).unwrap_or_default());
+            pos = stop;
+        }
+        // What was not emitted stays: the rest of the line and its escapes.
+        self.line = line.get(end..).unwrap_or_default().to_vec();
+        let rest: Vec<(usize, Vec<u8>)> = codes_iter
+            .map(|(at, c)| (at.saturating_sub(end), c))
+            .collect();
+        if all {
+            // End of a line: escapes after the last character still change the state.
+            for (_, code) in &rest {
+                Self::apply(&mut self.state, code);
+            }
+            self.line.clear();
+        } else {
+            self.codes = rest;
+        }
+    }
+
+    fn push_line_bytes(&mut self, bytes: &[u8]) {
+        self.line.extend_from_slice(bytes);
+        while self.line.len() > MAX_VIEW_LINE {
+            let before = self.line.len();
+            self.flush(false);
+            if self.line.len() == before {
+                break;
+            }
+        }
+    }
+}
+
+impl Sink for ColourSink {
+    fn text(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.overwrite {
+            self.overwrite = false;
+            if bytes.first() != Some(&b'\n') {
+                // The line is replaced, but its colours stay in force.
+                for (_, code) in std::mem::take(&mut self.codes) {
+                    Self::apply(&mut self.state, &code);
+                }
+                self.line.clear();
+            }
+        }
+        let mut rest = bytes;
+        while let Some(i) = find_line_feed(rest) {
+            let (done, after) = rest.split_at_checked(i + 1).unwrap_or((rest, &[]));
+            self.line.extend_from_slice(done);
+            self.flush(true);
+            rest = after;
+        }
+        self.push_line_bytes(rest);
+    }
+
+    fn carriage_return(&mut self) {
+        self.overwrite = true;
+    }
+
+    fn section(&mut self, _start: bool, _name: &[u8]) {}
+
+    fn sgr(&mut self, params: &[u8]) {
+        // Only plain SGR parameters are kept: digits and separators (`38;5;208`, `38:2:1:2:3`).
+        if params
+            .iter()
+            .all(|&b| b.is_ascii_digit() || b == b';' || b == b':')
+        {
+            self.codes.push((self.line.len(), params.to_vec()));
+        }
+    }
+}
+
+impl ColourLogView {
+    /// A view masking the non-empty values among `secrets` (each line of a multi-line one).
+    pub fn new(secrets: &[String]) -> ColourLogView {
+        let mut list: Vec<Vec<u8>> = secrets
+            .iter()
+            .flat_map(|s| s.split('\n'))
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        list.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        list.dedup();
+        ColourLogView {
+            cleaner: Cleaner::default(),
+            sink: ColourSink {
+                secrets: list,
+                ..ColourSink::default()
+            },
+        }
+    }
+
+    /// Feeds the next raw bytes of the log (split anywhere); appends the lines now complete
+    /// (cleaned, masked, coloured) to `out`.
+    pub fn push(&mut self, raw: &[u8], out: &mut Vec<u8>) {
+        self.cleaner.feed(raw, &mut self.sink);
+        out.append(&mut self.sink.out);
+    }
+
+    /// Ends the stream: appends the last line.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.cleaner.finish(&mut self.sink);
+        let sink = &mut self.sink;
+        if !sink.line.is_empty() {
+            sink.flush(true);
+        }
+        sink.overwrite = false;
+        out.append(&mut sink.out);
+    }
+}
+
+/// A whole log rendered with [`ColourLogView`]; invalid UTF-8 is replaced.
+pub fn render_coloured_log(raw: &[u8], secrets: &[String]) -> String {
+    let mut view = ColourLogView::new(secrets);
+    let mut out = Vec::with_capacity(raw.len());
+    view.push(raw, &mut out);
+    view.finish(&mut out);
+    match String::from_utf8(out) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
 /// Masks secret values in a byte stream that arrives in chunks (the job's log). It holds back
 /// the last `longest secret - 1` bytes of each chunk until the next one (or [`finish`]), so a
 /// secret split across two reads is still masked.
@@ -456,6 +692,8 @@ trait Sink {
     fn text(&mut self, bytes: &[u8]);
     fn carriage_return(&mut self);
     fn section(&mut self, start: bool, name: &[u8]);
+    /// A colour escape (`ESC [ params m`) the cleaner removed; only [`ColourLogView`] keeps it.
+    fn sgr(&mut self, _params: &[u8]) {}
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -488,7 +726,13 @@ struct Cleaner {
     state: CleanState,
     candidate: Vec<u8>,
     string_len: usize,
+    /// The parameters of the CSI sequence being read (capped at [`MAX_CSI_PARAMS`]), for
+    /// sinks that keep colours.
+    csi: Vec<u8>,
 }
+
+/// Longer CSI parameter strings are cut (no colour needs more).
+const MAX_CSI_PARAMS: usize = 64;
 
 /// Control characters other than tab and line feed: they end a plain-text run.
 fn is_control(b: u8) -> bool {
@@ -816,7 +1060,10 @@ impl Cleaner {
         match self.state {
             S::Text => self.text_byte(b, sink),
             S::Esc => match b {
-                b'[' => self.state = S::Csi,
+                b'[' => {
+                    self.csi.clear();
+                    self.state = S::Csi;
+                }
                 b']' | b'P' | b'X' | b'^' | b'_' => {
                     self.string_len = 0;
                     self.state = S::Str;
@@ -839,8 +1086,17 @@ impl Cleaner {
                 }
             },
             S::Csi => match b {
-                0x20..=0x3f => {}
-                0x40..=0x7e => self.state = S::Text,
+                0x20..=0x3f => {
+                    if self.csi.len() < MAX_CSI_PARAMS {
+                        self.csi.push(b);
+                    }
+                }
+                0x40..=0x7e => {
+                    if b == b'm' {
+                        sink.sgr(&self.csi);
+                    }
+                    self.state = S::Text;
+                }
                 _ => {
                     self.state = S::Text;
                     self.text_byte(b, sink);
@@ -888,6 +1144,7 @@ impl Cleaner {
                     self.state = S::CrCsi0;
                 } else {
                     sink.carriage_return();
+                    self.csi.clear();
                     self.state = S::Csi;
                     self.step(b, sink);
                 }
@@ -898,6 +1155,8 @@ impl Cleaner {
                     self.state = S::Text;
                 } else {
                     sink.carriage_return();
+                    self.csi.clear();
+                    self.csi.push(b'0');
                     self.state = S::Csi;
                     self.step(b, sink);
                 }
@@ -1835,6 +2094,104 @@ mod tests {
                 masker.push(&raw[from..], &mut out);
                 masker.finish(&mut out);
                 prop_assert_eq!(String::from_utf8_lossy(&out), once);
+            }
+        }
+    }
+
+    /// Removes the normalised colour escapes [`ColourLogView`] writes (bytes: an escape may
+    /// sit inside a character the job split).
+    fn without_colours(text: &[u8]) -> String {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < text.len() {
+            if text[i..].starts_with(b"\x1b[") {
+                let params = text[i + 2..]
+                    .iter()
+                    .take_while(|&&b| b.is_ascii_digit() || b == b';' || b == b':')
+                    .count();
+                if text.get(i + 2 + params) == Some(&b'm') {
+                    i += params + 3;
+                    continue;
+                }
+            }
+            out.push(text[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn a_coloured_view_masks_a_secret_split_by_escapes_and_keeps_colours() {
+        let secrets = ["S3crETVALUE".to_owned()];
+        let raw = b"\x1b[32;1m$ echo\x1b[0;m\n\x1b[31mS3cr\x1b[0mETVALUE and S3crETVALUE\n\x1b[33mplain\n";
+        let out = render_coloured_log(raw, &secrets);
+        assert!(!out.contains("S3cr"), "{out:?}");
+        assert_eq!(
+            out,
+            "\x1b[32;1m$ echo\x1b[0;m\n\x1b[31m[MASKED]\x1b[0m and [MASKED]\n\x1b[33mplain\n"
+        );
+        assert_eq!(without_colours(out.as_bytes()), render_log(raw, &secrets));
+    }
+
+    #[test]
+    fn a_coloured_view_carries_colours_across_lines_and_pieces() {
+        let mut view = ColourLogView::new(&[]);
+        let mut out = Vec::new();
+        view.push(b"\x1b[1m\x1b[34mblue\nstill", &mut out);
+        assert_eq!(String::from_utf8_lossy(&out), "\x1b[1m\x1b[34mblue\n");
+        out.clear();
+        view.push(b" blue\x1b[0m\ndone\rnot\n", &mut out);
+        view.finish(&mut out);
+        // Each piece starts with the colours in force; a line replaced after a `\r` goes.
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "\x1b[1m\x1b[34mstill blue\x1b[0m\nnot\n"
+        );
+    }
+
+    #[test]
+    fn a_coloured_view_keeps_only_plain_colour_escapes() {
+        let out = render_coloured_log(b"\x1b]0;title\x07\x1b[2Ja\x1b[?25lb\x1b[38;5;208mc\n", &[]);
+        assert_eq!(out, "ab\x1b[38;5;208mc\n");
+    }
+
+    mod coloured_props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            /// Without its colours, the coloured view is exactly the plain view: the same
+            /// cleaning, the same masking, whatever the bytes and wherever they are cut.
+            #[test]
+            fn the_coloured_view_shows_what_the_plain_view_shows(
+                parts in proptest::collection::vec(
+                    prop_oneof![
+                        Just(b"S3crET".to_vec()),
+                        Just(b"VALUE".to_vec()),
+                        Just(b"\x1b[31m".to_vec()),
+                        Just(b"\x1b[0m".to_vec()),
+                        Just(b"\r".to_vec()),
+                        Just(b"\n".to_vec()),
+                        Just(b"\r\x1b[0K".to_vec()),
+                        proptest::collection::vec(any::<u8>(), 0..6),
+                    ],
+                    0..40,
+                ),
+                cut in any::<usize>(),
+            ) {
+                let raw: Vec<u8> = parts.concat();
+                let secrets = ["S3crETVALUE".to_owned()];
+                let cut = cut % (raw.len() + 1);
+                let mut view = ColourLogView::new(&secrets);
+                let mut out = Vec::new();
+                view.push(&raw[..cut], &mut out);
+                view.push(&raw[cut..], &mut out);
+                view.finish(&mut out);
+                let plain = without_colours(&out);
+                prop_assert_eq!(&plain, &render_log(&raw, &secrets));
+                prop_assert!(!plain.contains('\x1b'));
             }
         }
     }

@@ -6,7 +6,7 @@
 //! of the file (a read that starts in the middle of a secret or an escape could show part of
 //! one). Nothing in chatops shows a log any other way.
 
-use chatops_core::output::LogView;
+use chatops_core::output::{ColourLogView, LogView};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -127,6 +127,147 @@ impl Follower {
     }
 }
 
+/// The end of a log rendered with its colours ([`ColourLogView`]) for the job page.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ColouredTail {
+    /// Whole lines, cleaned, masked, with normalised colour escapes; each line carries the
+    /// colours in force at its start, so the cut at the front loses none.
+    pub text: String,
+    /// Rendered bytes before `text` that were not kept.
+    pub skipped: u64,
+    /// How much of the raw file was read: a live stream goes on from here.
+    pub offset: u64,
+}
+
+/// The last `max` bytes (about: the cut falls after a line) of the log at `path`, rendered with
+/// colours. `finished`: the job is over, so the last line (with no line break) is shown too;
+/// otherwise it is held back until it ends (the live stream sends it then). The whole file is
+/// read from the start: masking and colours need everything before the tail.
+pub fn read_coloured_tail(
+    path: &Path,
+    max: usize,
+    secrets: &[String],
+    finished: bool,
+) -> io::Result<ColouredTail> {
+    let mut follower = ColourFollower::new(secrets);
+    let mut kept: Vec<u8> = Vec::new();
+    let mut skipped = 0u64;
+    let trim = |kept: &mut Vec<u8>, skipped: &mut u64, over: usize| {
+        if kept.len() > over {
+            let from = kept.len() - max;
+            // Cut after a line break: every line starts with its colours.
+            let cut = kept
+                .get(from..)
+                .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+                .map_or(kept.len(), |i| from + i + 1);
+            kept.drain(..cut);
+            *skipped += cut as u64;
+        }
+    };
+    loop {
+        let before = kept.len();
+        let read = follower.poll_some(path, &mut kept)?;
+        if read == 0 {
+            break;
+        }
+        if kept.len() != before {
+            trim(&mut kept, &mut skipped, max.saturating_mul(2).max(CHUNK));
+        }
+    }
+    if finished {
+        follower.finish(&mut kept);
+    }
+    trim(&mut kept, &mut skipped, max);
+    Ok(ColouredTail {
+        text: String::from_utf8_lossy(&kept).into_owned(),
+        skipped,
+        offset: follower.offset(),
+    })
+}
+
+/// Follows a log with its colours (the job page's live stream): like [`Follower`], through
+/// [`ColourLogView`]. It remembers how much of the file it read, so a stream can resume at a
+/// byte offset by replaying the file up to there silently ([`skip_to`](Self::skip_to)).
+pub struct ColourFollower {
+    view: ColourLogView,
+    offset: u64,
+    buf: Vec<u8>,
+}
+
+impl ColourFollower {
+    pub fn new(secrets: &[String]) -> ColourFollower {
+        ColourFollower {
+            view: ColourLogView::new(secrets),
+            offset: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// How many raw bytes of the file were read.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Reads at most one chunk (up to `limit` of the file, when given) and appends what it
+    /// completes to `out`; returns how many raw bytes were read (0: nothing new, or no file).
+    fn read_chunk(
+        &mut self,
+        path: &Path,
+        limit: Option<u64>,
+        out: &mut Vec<u8>,
+    ) -> io::Result<usize> {
+        let mut file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        file.seek(SeekFrom::Start(self.offset))?;
+        let want = limit.map_or(CHUNK as u64, |l| {
+            l.saturating_sub(self.offset).min(CHUNK as u64)
+        });
+        if want == 0 {
+            return Ok(0);
+        }
+        self.buf.resize(want as usize, 0);
+        let n = loop {
+            match file.read(&mut self.buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        self.offset += n as u64;
+        self.view.push(self.buf.get(..n).unwrap_or_default(), out);
+        Ok(n)
+    }
+
+    /// Reads one chunk of what the file gained; returns the raw bytes read.
+    pub fn poll_some(&mut self, path: &Path, out: &mut Vec<u8>) -> io::Result<usize> {
+        self.read_chunk(path, None, out)
+    }
+
+    /// Reads everything the file gained since the last poll.
+    pub fn poll(&mut self, path: &Path, out: &mut Vec<u8>) -> io::Result<()> {
+        while self.read_chunk(path, None, out)? > 0 {}
+        Ok(())
+    }
+
+    /// Reads the file up to `offset` (or its end), discarding the output: a stream resuming
+    /// where a client left off sends only what follows.
+    pub fn skip_to(&mut self, path: &Path, offset: u64) -> io::Result<()> {
+        let mut discard = Vec::new();
+        while self.read_chunk(path, Some(offset), &mut discard)? > 0 {
+            discard.clear();
+        }
+        Ok(())
+    }
+
+    /// Appends what was held back (the last line); the log is over.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.view.finish(out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +316,45 @@ mod tests {
             String::from_utf8_lossy(&out),
             "$ echo\n[MASKED] and [MASKED]\n"
         );
+    }
+
+    #[test]
+    fn a_coloured_tail_masks_split_secrets_and_a_stream_resumes_at_an_offset() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("1.log");
+        std::fs::write(&path, RAW).expect("write");
+        let secrets = ["S3crETVALUE".to_owned()];
+        let tail = read_coloured_tail(&path, 1 << 20, &secrets, true).expect("tail");
+        assert_eq!(
+            tail.text,
+            "\x1b[32;1m$ echo\x1b[0;m\n[MASKED]\x1b[0m and [MASKED]\n"
+        );
+        assert_eq!(tail.offset, RAW.len() as u64);
+        // A short tail is cut after a line break, from the rendered text.
+        let short = read_coloured_tail(&path, 30, &secrets, true).expect("tail");
+        assert_eq!(short.text, "[MASKED]\x1b[0m and [MASKED]\n");
+        assert_eq!(
+            short.skipped,
+            tail.text.len() as u64 - short.text.len() as u64
+        );
+        // Resuming at every offset gives exactly the rest of the rendering.
+        let mut whole = ColourFollower::new(&secrets);
+        let mut all = Vec::new();
+        whole.poll(&path, &mut all).expect("poll");
+        whole.finish(&mut all);
+        for at in 0..=RAW.len() as u64 {
+            let mut first = ColourFollower::new(&secrets);
+            let mut head = Vec::new();
+            first.skip_to(&path, at).expect("skip");
+            assert_eq!(first.offset(), at);
+            let mut rest = Vec::new();
+            first.poll(&path, &mut rest).expect("poll");
+            first.finish(&mut rest);
+            let mut replay = ColourFollower::new(&secrets);
+            replay.read_chunk(&path, Some(at), &mut head).expect("head");
+            head.extend_from_slice(&rest);
+            assert_eq!(head, all, "resumed at {at}");
+            assert!(!String::from_utf8_lossy(&rest).contains("S3cr"));
+        }
     }
 }

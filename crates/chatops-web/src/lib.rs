@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`configure`]: registers every route on an actix-web `App`.
 //! - `inbound`: the one handler behind every platform route.
-//! - `pages`: `/jobs/{id}`, the signed job page with its live log.
+//! - `pages`: `/jobs/{id}`, the signed job page; `/jobs/{id}/events`, its live log (SSE);
+//!   `/jobs/{id}/cancel`, its Cancel button (developer links).
 
 mod pages;
 
@@ -37,7 +38,9 @@ pub fn configure(state: WebState) -> impl FnOnce(&mut web::ServiceConfig) + Clon
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics))
-            .route("/jobs/{id}", web::get().to(pages::job_page));
+            .route("/jobs/{id}", web::get().to(pages::job_page))
+            .route("/jobs/{id}/events", web::get().to(pages::job_events))
+            .route("/jobs/{id}/cancel", web::post().to(pages::cancel));
         for adapter in state.adapters.iter() {
             for route in adapter.routes() {
                 let adapter = adapter.clone();
