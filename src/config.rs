@@ -997,6 +997,19 @@ mod tests {
             assert!(!blocks.is_empty(), "{doc} has YAML examples");
             for (line, block) in blocks {
                 let name = format!("{doc} (the block at line {line})");
+                // An example CI file, not a config: the CI reader must take it, and the
+                // description it shows must be found.
+                if block.starts_with("# .gitlab-ci.yml\n") {
+                    let source = chatops_ci::DirSource::new(root);
+                    let ci = chatops_ci::load_str(&source, ".gitlab-ci.yml", &block)
+                        .unwrap_or_else(|e| panic!("the CI example at {name} does not load: {e}"));
+                    assert!(
+                        ci.jobs().iter().all(|j| j.description.is_some()),
+                        "every job of the CI example at {name} has a description"
+                    );
+                    checked += 1;
+                    continue;
+                }
                 if let Err(e) = Config::from_text(&block, Path::new(&name), root, &dummy) {
                     panic!("the YAML block at {name} does not load: {e}\n{block}");
                 }
