@@ -7,6 +7,7 @@ mod conformance;
 mod durability;
 mod helpers;
 mod isolation;
+mod live;
 mod process;
 mod slack;
 
