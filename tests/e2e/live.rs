@@ -16,8 +16,8 @@ ticker:
 
 const BOT: &str = "  bot_token: xoxb-live-test-token\n";
 
-/// Edits at most every 200 ms, so a 2-second job gets several.
-const FAST_EDITS: &str = "  progress_interval: 200ms\n";
+/// Edits at most every second, so a 2.4-second job gets at least one.
+const FAST_EDITS: &str = "  progress_interval: 1s\n";
 
 fn slack_setup() -> Setup {
     let mut setup = Setup::ci(TICKER_CI);
