@@ -71,6 +71,14 @@ pub struct ServerConfig {
     /// `7d` or `12h`); unset: it waits for ever (in the store, costing no memory).
     #[serde(default)]
     pub manual_job_ttl: Option<String>,
+    /// Live progress: when a job starts, post a status message and edit it with the end of
+    /// the log while the job runs, then with the result (Slack and Mattermost with a bot
+    /// token, Discord always). `false`: one reply at the end, as without a bot token.
+    #[serde(default = "default_live_progress")]
+    pub live_progress: bool,
+    /// How often at most the status message is edited while a job runs (default `2s`).
+    #[serde(default = "default_progress_interval")]
+    pub progress_interval: String,
 }
 
 fn default_listen() -> String {
@@ -85,6 +93,12 @@ fn default_max_jobs() -> usize {
 fn default_grace() -> String {
     "30s".into()
 }
+fn default_live_progress() -> bool {
+    true
+}
+fn default_progress_interval() -> String {
+    "2s".into()
+}
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -97,6 +111,8 @@ impl Default for ServerConfig {
             response_window: None,
             job_user: None,
             manual_job_ttl: None,
+            live_progress: default_live_progress(),
+            progress_interval: default_progress_interval(),
         }
     }
 }
@@ -170,6 +186,8 @@ pub struct Config {
     pub response_window: Option<Duration>,
     /// `server.manual_job_ttl`, parsed.
     pub manual_job_ttl: Option<Duration>,
+    /// `server.progress_interval`, parsed; `None` when `server.live_progress` is off.
+    pub progress_interval: Option<Duration>,
     pub slack: Option<chatops_slack::SlackConfig>,
     /// `mattermost:`, validated; `None` turns Mattermost off.
     pub mattermost: Option<MattermostConfig>,
@@ -379,6 +397,11 @@ impl Config {
         };
         let response_window = optional_duration("response_window", &raw.server.response_window)?;
         let manual_job_ttl = optional_duration("manual_job_ttl", &raw.server.manual_job_ttl)?;
+        let progress_interval = optional_duration(
+            "progress_interval",
+            &Some(raw.server.progress_interval.clone()),
+        )?
+        .filter(|_| raw.server.live_progress);
         let data_dir = absolute(base, &raw.server.data_dir);
         let mut projects = Vec::new();
         for (key, value) in raw.projects {
@@ -417,6 +440,7 @@ impl Config {
             shutdown_grace,
             response_window,
             manual_job_ttl,
+            progress_interval,
             slack: raw.slack,
             mattermost: raw.mattermost,
             discord: raw.discord,

@@ -179,6 +179,7 @@ pub fn settings(config: &Config, public_url: String, link_key: Vec<u8>) -> Setti
         response_window: config.response_window,
         shutdown_grace: config.shutdown_grace,
         manual_job_ttl: config.manual_job_ttl,
+        progress_interval: config.progress_interval,
         projects: config.projects.clone(),
     }
 }

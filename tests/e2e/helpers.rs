@@ -25,10 +25,14 @@ pub const DISCORD_GUEST: &str = "80351110224678999";
 /// One request the fake platform received.
 #[derive(Clone, Debug)]
 pub struct Received {
+    /// `POST`, `PUT`, `PATCH`.
+    pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: serde_json::Value,
     pub raw: String,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 /// A canned answer for the next request(s) to the fake.
@@ -43,10 +47,13 @@ pub struct Canned {
 struct FakeState {
     received: Vec<Received>,
     script: VecDeque<Canned>,
+    /// Messages created through the bot APIs, for their ids.
+    created: u64,
 }
 
-/// A fake chat platform: records every POST, answers from a script (default 200 `ok`, or
-/// `{"ok":true}` for Slack's Web API paths).
+/// A fake chat platform: records every request, answers from a script (default 200 `ok`, or
+/// `{"ok":true}` for API paths; Slack's `chat.postMessage` answers the new message's `channel`
+/// and `ts`, Mattermost's `POST /api/v4/posts` the new post's `id`, as the real ones do).
 #[derive(Clone)]
 pub struct FakePlatform {
     state: Arc<Mutex<FakeState>>,
@@ -94,11 +101,21 @@ impl FakePlatform {
         self.state.lock().expect("fake lock").received.clone()
     }
 
-    /// Received requests whose path starts with `prefix`.
+    /// Received POSTs whose path starts with `prefix` (new messages; edits are
+    /// [`Self::edits_at`]).
     pub fn received_at(&self, prefix: &str) -> Vec<Received> {
         self.received()
             .into_iter()
-            .filter(|r| r.path.starts_with(prefix))
+            .filter(|r| r.method == "POST" && r.path.starts_with(prefix))
+            .collect()
+    }
+
+    /// Received requests of `method` whose path starts with `prefix`: Mattermost's
+    /// `PUT /api/v4/posts/{id}/patch`, Discord's `PATCH .../messages/@original`.
+    pub fn edits_at(&self, method: &str, prefix: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.method == method && r.path.starts_with(prefix))
             .collect()
     }
 
@@ -125,18 +142,38 @@ fn fake_handle(state: Arc<Mutex<FakeState>>, req: HttpRequest, body: web::Bytes)
     let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
     let path = req.path().to_owned();
     let mut state = state.lock().expect("fake lock");
+    let method = req.method().to_string();
+    let created = (method == "POST"
+        && (path == "/api/chat.postMessage" || path == "/api/v4/posts"))
+        .then(|| {
+            state.created += 1;
+            state.created
+        });
     state.received.push(Received {
+        method,
         path: path.clone(),
         headers: req
             .headers()
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
             .collect(),
-        body: json,
+        body: json.clone(),
         raw,
+        at: Instant::now(),
     });
     let canned = state.script.pop_front().unwrap_or_else(|| {
-        if path.starts_with("/api/") {
+        if let Some(n) = created {
+            let body = if path == "/api/v4/posts" {
+                serde_json::json!({"id": format!("post{n:022}"), "channel_id": json["channel_id"]})
+            } else {
+                serde_json::json!({"ok": true, "channel": json["channel"], "ts": format!("1700000000.{n:06}")})
+            };
+            Canned {
+                status: if path == "/api/v4/posts" { 201 } else { 200 },
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: body.to_string(),
+            }
+        } else if path.starts_with("/api/") {
             Canned {
                 status: 200,
                 headers: vec![("content-type".into(), "application/json".into())],

@@ -8,6 +8,7 @@ mod conformance;
 mod durability;
 mod helpers;
 mod isolation;
+mod live;
 mod metrics;
 mod page;
 mod process;

@@ -12,6 +12,45 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// A message chatops posted and may edit later: a job's live status message (Slack `channel` +
+/// `ts`, a Mattermost post id, Discord's `@original` interaction response).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StatusMessage {
+    /// The channel the message is in.
+    pub channel: String,
+    /// The platform's id of the message.
+    pub id: String,
+}
+
+impl StatusMessage {
+    /// The [`ReplyTarget::extra`] key that turns an outbox reply into an edit of this message:
+    /// the final edit goes through the outbox (retried, never lost) like any reply.
+    pub const EDIT_KEY: &'static str = "edit_status_message";
+    /// The [`ReplyTarget::extra`] key marking a reply meant for the status message's thread:
+    /// only the bot API can post into a thread, so the outbox prefers it.
+    pub const THREAD_KEY: &'static str = "in_status_thread";
+
+    /// `target`, made to edit this message rather than post a new one.
+    pub fn edit_target(&self, target: &ReplyTarget) -> ReplyTarget {
+        let mut target = target.clone();
+        if let Ok(me) = serde_json::to_value(self) {
+            target.extra.insert(Self::EDIT_KEY.into(), me);
+        }
+        target
+    }
+
+    /// The message a target made by [`Self::edit_target`] edits.
+    pub fn edited_by(target: &ReplyTarget) -> Option<StatusMessage> {
+        let value = target.extra.get(Self::EDIT_KEY)?;
+        serde_json::from_value(value.clone()).ok()
+    }
+
+    /// Whether `target` asks for the status message's thread.
+    pub fn wants_thread(target: &ReplyTarget) -> bool {
+        target.extra.contains_key(Self::THREAD_KEY)
+    }
+}
+
 /// A boxed, sendable future (adapters are used as trait objects).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -216,7 +255,10 @@ pub struct Capabilities {
     pub max_message_chars: usize,
     pub markup: Markup,
     pub buttons: bool,
+    /// chatops can post a status message and edit it ([`ChatAdapter::post_status`],
+    /// [`ChatAdapter::edit`]): live progress. Slack and Mattermost need a bot token for it.
     pub message_edits: bool,
+    /// Replies can go into a status message's thread ([`ChatAdapter::thread_target`]).
     pub threads: bool,
     pub ephemeral: bool,
     /// True when a bot token is configured, so replies can go out after the webhook window.
@@ -259,6 +301,42 @@ pub trait ChatAdapter: Send + Sync + 'static {
         reply: &'a Reply,
         via: Via,
     ) -> BoxFuture<'a, Result<(), DeliveryError>>;
+
+    /// Posts a job's status message, to be edited with its progress. Only called when
+    /// [`Capabilities::message_edits`]; the default says the platform cannot.
+    fn post_status<'a>(
+        &'a self,
+        target: &'a ReplyTarget,
+        reply: &'a Reply,
+    ) -> BoxFuture<'a, Result<StatusMessage, DeliveryError>> {
+        let _ = (target, reply);
+        Box::pin(async { Err(unsupported(self.platform(), "post a status message")) })
+    }
+
+    /// Replaces the content of `message` (posted by [`Self::post_status`]) with `reply`.
+    fn edit<'a>(
+        &'a self,
+        target: &'a ReplyTarget,
+        message: &'a StatusMessage,
+        reply: &'a Reply,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        let _ = (target, message, reply);
+        Box::pin(async { Err(unsupported(self.platform(), "edit messages")) })
+    }
+
+    /// Where a reply goes to land in the thread of `message`: `target` with the platform's
+    /// thread field set and [`StatusMessage::THREAD_KEY`] marked. `None` (the default): the
+    /// platform has no threads (the reply goes to `target` as before).
+    fn thread_target(&self, target: &ReplyTarget, message: &StatusMessage) -> Option<ReplyTarget> {
+        let _ = (target, message);
+        None
+    }
+}
+
+fn unsupported(platform: PlatformId, what: &str) -> DeliveryError {
+    DeliveryError::permanent(format!(
+        "the {platform} adapter cannot {what} (capabilities().message_edits is false)"
+    ))
 }
 
 /// The adapters this server runs, by platform name.

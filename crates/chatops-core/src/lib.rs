@@ -19,7 +19,7 @@ pub mod role;
 pub use adapter::{
     Adapters, BoxFuture, Capabilities, ChatAdapter, Clock, DeliveryError, FixedClock,
     HostAllowList, HttpReply, Inbound, InboundError, InboundRequest, Markup, Retry, Route,
-    RouteKind, SystemClock, Via,
+    RouteKind, StatusMessage, SystemClock, Via,
 };
 pub use command::{ChatCommand, ReplyTarget, Subcommand};
 pub use ids::{ChannelId, JobId, JobName, PlatformId, ProjectName, UserId};

@@ -48,6 +48,34 @@ pub(crate) async fn followup(
     target: &ReplyTarget,
     message: &Value,
 ) -> Result<(), DeliveryError> {
+    let url = webhook(allowed, target)?;
+    send(http, reqwest::Method::POST, url, message).await
+}
+
+/// Replaces the interaction's original response (the command's ack) with `message`:
+/// `PATCH {webhook}/messages/@original`, which needs no bot token and works while the
+/// interaction's token lives (15 minutes).
+/// <https://discord.com/developers/docs/interactions/receiving-and-responding#edit-original-interaction-response>
+pub(crate) async fn edit_original(
+    http: &reqwest::Client,
+    allowed: &HostAllowList,
+    target: &ReplyTarget,
+    message: &Value,
+) -> Result<(), DeliveryError> {
+    let url = format!("{}/messages/@original", webhook(allowed, target)?);
+    // `flags` (ephemeral) cannot change on an edit; the rest replaces the message.
+    let mut message = message.clone();
+    if let Some(fields) = message.as_object_mut() {
+        fields.remove("flags");
+        fields
+            .entry("components")
+            .or_insert_with(|| Value::Array(Vec::new()));
+    }
+    send(http, reqwest::Method::PATCH, &url, &message).await
+}
+
+/// The interaction's webhook URL, if its host is allowed.
+fn webhook<'t>(allowed: &HostAllowList, target: &'t ReplyTarget) -> Result<&'t str, DeliveryError> {
     let url = target.response_url.as_deref().ok_or_else(|| {
         DeliveryError::permanent("the interaction has no follow-up webhook to reply to")
     })?;
@@ -57,8 +85,17 @@ pub(crate) async fn followup(
             host_of(url),
         )));
     }
+    Ok(url)
+}
+
+async fn send(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    message: &Value,
+) -> Result<(), DeliveryError> {
     let response = http
-        .post(url)
+        .request(method, url)
         .timeout(REQUEST_TIMEOUT)
         .json(message)
         .send()

@@ -35,7 +35,7 @@ pub use inbound::{PLATFORM, TEXT_OPTION};
 use chatops_core::{
     BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HostAllowList,
     HttpReply, Inbound, InboundError, InboundRequest, Markup, PlatformId, Reply, ReplyTarget,
-    Route, RouteKind, Via,
+    Route, RouteKind, StatusMessage, Via,
 };
 use ed25519_dalek::VerifyingKey;
 use serde_json::json;
@@ -112,8 +112,9 @@ impl ChatAdapter for DiscordAdapter {
             max_message_chars: render::CONTENT_MAX,
             markup: Markup::Markdown,
             buttons: true,
-            // Discord could edit the deferred response; this adapter only posts follow-ups.
-            message_edits: false,
+            // The ack (the interaction's original response) becomes the status message; the
+            // interaction's token edits it, no bot token needed.
+            message_edits: true,
             threads: false,
             ephemeral: true,
             bot_api: false,
@@ -174,6 +175,34 @@ impl ChatAdapter for DiscordAdapter {
                      (15 minutes); there is no bot token to post later",
                 )),
             }
+        })
+    }
+
+    /// The status message is the command's ack, already posted: the first edit makes it one.
+    fn post_status<'a>(
+        &'a self,
+        target: &'a ReplyTarget,
+        reply: &'a Reply,
+    ) -> BoxFuture<'a, Result<StatusMessage, DeliveryError>> {
+        Box::pin(async move {
+            let message = StatusMessage {
+                channel: target.channel.to_string(),
+                id: "@original".into(),
+            };
+            self.edit(target, &message, reply).await?;
+            Ok(message)
+        })
+    }
+
+    fn edit<'a>(
+        &'a self,
+        target: &'a ReplyTarget,
+        _message: &'a StatusMessage,
+        reply: &'a Reply,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let message = render::render_message(reply);
+            deliver::edit_original(&self.http, &self.allowed, target, &message).await
         })
     }
 }

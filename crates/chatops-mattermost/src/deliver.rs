@@ -32,7 +32,23 @@ async fn post_json(
     bearer: Option<&str>,
     body: &Value,
 ) -> Result<(), DeliveryError> {
-    let mut request = http.post(url).timeout(REQUEST_TIMEOUT).json(body);
+    send_json(http, reqwest::Method::POST, url, bearer, body)
+        .await
+        .map(drop)
+}
+
+/// Sends `body` as JSON; `Ok` holds the answer's body (a created post, for its id).
+async fn send_json(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    bearer: Option<&str>,
+    body: &Value,
+) -> Result<String, DeliveryError> {
+    let mut request = http
+        .request(method, url)
+        .timeout(REQUEST_TIMEOUT)
+        .json(body);
     if let Some(token) = bearer {
         request = request.bearer_auth(token);
     }
@@ -45,7 +61,8 @@ async fn post_json(
     })?;
     let status = response.status().as_u16();
     if (200..300).contains(&status) {
-        return Ok(());
+        // A body that cannot be read is only a post without an id (the caller says so).
+        return Ok(response.text().await.unwrap_or_default());
     }
     let location = response.headers().get(LOCATION);
     DeliveryError::refuse_redirect(status, location.and_then(|v| v.to_str().ok()))?;
@@ -109,7 +126,11 @@ pub(crate) async fn via_bot_api(
             "no mattermost.bot_token is configured, so the reply cannot be posted through the API",
         )
     })?;
-    let post = as_post(message, target.channel.as_str());
+    let mut post = as_post(message, target.channel.as_str());
+    // A reply in a thread names the thread's root post.
+    if let Some(root) = target.extra.get("root_id") {
+        post["root_id"] = root.clone();
+    }
     let (path, body) = match visibility {
         Visibility::InChannel => ("/api/v4/posts", post),
         Visibility::Ephemeral => (
@@ -118,6 +139,62 @@ pub(crate) async fn via_bot_api(
         ),
     };
     post_json(http, &format!("{base_url}{path}"), Some(token), &body).await
+}
+
+/// Posts `message` as the bot (`POST /api/v4/posts`) and returns the new post's id.
+pub(crate) async fn create_post(
+    http: &reqwest::Client,
+    base_url: &str,
+    bot_token: Option<&str>,
+    target: &ReplyTarget,
+    message: &Value,
+) -> Result<String, DeliveryError> {
+    let token = bot_token.ok_or_else(|| {
+        DeliveryError::permanent(
+            "no mattermost.bot_token is configured, so a status message cannot be posted",
+        )
+    })?;
+    let post = as_post(message, target.channel.as_str());
+    let url = format!("{base_url}/api/v4/posts");
+    let answer = send_json(http, reqwest::Method::POST, &url, Some(token), &post).await?;
+    serde_json::from_str::<Value>(&answer)
+        .ok()
+        .and_then(|v| v["id"].as_str().map(str::to_owned))
+        .ok_or_else(|| {
+            DeliveryError::permanent("POST /api/v4/posts answered without the new post's id")
+        })
+}
+
+/// Replaces a post's message and attachments: `PUT /api/v4/posts/{id}/patch`
+/// (<https://api.mattermost.com/#tag/posts/operation/PatchPost>).
+pub(crate) async fn patch_post(
+    http: &reqwest::Client,
+    base_url: &str,
+    bot_token: Option<&str>,
+    post_id: &str,
+    message: &Value,
+) -> Result<(), DeliveryError> {
+    let token = bot_token.ok_or_else(|| {
+        DeliveryError::permanent("no mattermost.bot_token is configured, so posts cannot be edited")
+    })?;
+    // Attachments the new message lacks are cleared, not kept from the old one.
+    let attachments = message
+        .get("attachments")
+        .cloned()
+        .unwrap_or_else(|| Value::Array(Vec::new()));
+    let patch = json!({
+        "message": message["text"].clone(),
+        "props": { "attachments": attachments },
+    });
+    // The id comes from Mattermost's own answer; still, it must stay one path segment.
+    let id: String = post_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let url = format!("{base_url}/api/v4/posts/{id}/patch");
+    send_json(http, reqwest::Method::PUT, &url, Some(token), &patch)
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]

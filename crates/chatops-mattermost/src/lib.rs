@@ -30,7 +30,7 @@ pub use inbound::PLATFORM;
 use chatops_core::{
     BoxFuture, Capabilities, ChannelId, ChatAdapter, ChatCommand, Clock, DeliveryError,
     HostAllowList, HttpReply, Inbound, InboundError, InboundRequest, Markup, PlatformId, Reply,
-    ReplyTarget, Route, RouteKind, Via,
+    ReplyTarget, Route, RouteKind, StatusMessage, Via,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,9 +140,9 @@ impl ChatAdapter for MattermostAdapter {
             max_message_chars: self.config.max_message_chars,
             markup: Markup::Markdown,
             buttons: self.buttons_usable(),
-            // The API could edit posts and reply in threads, but this adapter does neither yet.
-            message_edits: false,
-            threads: false,
+            // Status messages, their edits and threads take the v4 API: a bot token.
+            message_edits: self.config.bot_token().is_some(),
+            threads: self.config.bot_token().is_some(),
             ephemeral: true,
             bot_api: self.config.bot_token().is_some(),
         }
@@ -215,6 +215,67 @@ impl ChatAdapter for MattermostAdapter {
                     .await
                 }
             }
+        })
+    }
+
+    fn post_status<'a>(
+        &'a self,
+        target: &'a ReplyTarget,
+        reply: &'a Reply,
+    ) -> BoxFuture<'a, Result<StatusMessage, DeliveryError>> {
+        Box::pin(async move {
+            let base = self.api_base()?;
+            let message = self.render_reply(reply, Some(&target.channel));
+            let id =
+                deliver::create_post(&self.http, base, self.config.bot_token(), target, &message)
+                    .await?;
+            Ok(StatusMessage {
+                channel: target.channel.to_string(),
+                id,
+            })
+        })
+    }
+
+    fn edit<'a>(
+        &'a self,
+        target: &'a ReplyTarget,
+        message: &'a StatusMessage,
+        reply: &'a Reply,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let base = self.api_base()?;
+            let rendered = self.render_reply(reply, Some(&target.channel));
+            deliver::patch_post(
+                &self.http,
+                base,
+                self.config.bot_token(),
+                &message.id,
+                &rendered,
+            )
+            .await
+        })
+    }
+
+    fn thread_target(&self, target: &ReplyTarget, message: &StatusMessage) -> Option<ReplyTarget> {
+        let mut threaded = target.clone();
+        threaded
+            .extra
+            .insert("root_id".into(), message.id.clone().into());
+        threaded
+            .extra
+            .insert(StatusMessage::THREAD_KEY.into(), true.into());
+        Some(threaded)
+    }
+}
+
+impl MattermostAdapter {
+    /// The server's base URL for API calls, or why there is none.
+    fn api_base(&self) -> Result<&str, DeliveryError> {
+        self.config.base_url().ok_or_else(|| {
+            DeliveryError::permanent(format!(
+                "mattermost.url `{}` is not usable",
+                self.config.url
+            ))
         })
     }
 }

@@ -536,6 +536,68 @@ pub fn finished(
     reply
 }
 
+/// A running job's live status message: who, what, for how long, and the end of its log
+/// (`tail`, cleaned and masked) while it runs, with a Cancel button.
+pub fn progress(job: &JobRef, elapsed: Duration, tail: &str) -> Reply {
+    let mut s = vec![job.mention(), text(": ")];
+    s.extend(job.job_phrase());
+    s.push(text(" "));
+    s.push(strong("running"));
+    s.push(text(format!(" for {}", format_duration(elapsed))));
+    s.push(text(" · "));
+    s.push(job.link("view job"));
+    let mut reply = Reply::new(Visibility::InChannel, Tone::Neutral, s);
+    if !tail.is_empty() {
+        reply.output = Some(OutputBlock {
+            text: tail.to_owned(),
+            omitted_bytes: 0,
+        });
+    }
+    reply.actions.push(Action {
+        label: "Cancel".into(),
+        command: format!("{} cancel {}", job.command, job.id),
+        danger: true,
+    });
+    reply
+}
+
+/// The status message's last edit: the job's outcome for the whole channel, with the end of
+/// its output; the full reply goes in the message's thread.
+pub fn final_status(
+    job: &JobRef,
+    status: &JobStatus,
+    duration: Option<Duration>,
+    output: &OutputBlock,
+    lines: usize,
+) -> Reply {
+    let tail = last_lines(&output.text, lines);
+    let omitted = output.omitted_bytes + (output.text.len() - tail.len()) as u64;
+    finished(
+        job,
+        status,
+        duration,
+        OutputBlock {
+            text: tail.to_owned(),
+            omitted_bytes: omitted,
+        },
+    )
+}
+
+/// The last `n` lines of `text` (a trailing line break does not count as a line).
+pub fn last_lines(text: &str, n: usize) -> &str {
+    let trimmed = text.trim_end_matches('\n');
+    let start = trimmed
+        .char_indices()
+        .rev()
+        .filter(|&(_, c)| c == '\n')
+        .nth(n.saturating_sub(1))
+        .map_or(0, |(i, _)| i + 1);
+    if n == 0 {
+        return "";
+    }
+    &trimmed[start..]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,6 +633,21 @@ mod tests {
     fn unknown_job_suggests() {
         let t = unknown_job("demo", "helo", &["hello".into(), "help-me".into()]).plain_summary();
         assert!(t.contains("Did you mean hello or help-me?"), "{t}");
+    }
+
+    #[test]
+    fn last_lines_keeps_the_end() {
+        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(last_lines("a\nb", 5), "a\nb");
+        assert_eq!(last_lines("a\nb", 0), "");
+        assert_eq!(last_lines("", 3), "");
+        let r = progress(&job(), Duration::from_secs(3), "step 2");
+        assert!(
+            r.plain_summary().contains("running for 3"),
+            "{}",
+            r.plain_summary()
+        );
+        assert_eq!(r.actions.len(), 1);
     }
 
     #[test]

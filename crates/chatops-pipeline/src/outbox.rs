@@ -9,11 +9,16 @@
 //!
 //! Which channel: the command's reply webhook while its window is open and its uses last
 //! (`Capabilities::followup_window` / `followup_uses`), else the platform's bot API when a bot
-//! token is configured.
+//! token is configured. A reply for a status message's thread goes through the bot API (the
+//! only way into a thread); a target made by [`StatusMessage::edit_target`] is the final edit
+//! of a live status message ([`ChatAdapter::edit`](chatops_core::ChatAdapter::edit)), queued
+//! and retried like any reply.
 
 use crate::metrics::{DeliveryAttempted, DeliveryFailed, ReplyDelivered, ReplyGivenUp};
 use crate::pipeline::Shared;
-use chatops_core::{DeliveryError, JobId, PlatformId, Reply, ReplyTarget, Retry, Via};
+use chatops_core::{
+    DeliveryError, JobId, PlatformId, Reply, ReplyTarget, Retry, StatusMessage, Via,
+};
 use chatops_store::{AttemptOutcome, OutboxItem, OutboxState};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -220,6 +225,17 @@ async fn attempt(shared: &Arc<Shared>, item: &OutboxItem) -> AttemptOutcome {
         };
     };
     let caps = adapter.capabilities();
+    // The final edit of a status message: the bot API (or Discord's interaction token) edits
+    // it; no webhook use is spent.
+    if let Some(message) = StatusMessage::edited_by(&item.target) {
+        return match adapter.edit(&item.target, &message, &item.reply).await {
+            Ok(()) => AttemptOutcome::Delivered {
+                via: Via::BotApi,
+                at: now(),
+            },
+            Err(err) => retry_outcome(item, err),
+        };
+    }
     // The live view answers without a store round trip for recent jobs. (Bound first: a
     // DashMap guard must not live across the `.await` below.)
     let live_created = item
@@ -291,6 +307,10 @@ async fn choose_via(
     uses: Option<u32>,
     bot_api: bool,
 ) -> Result<Via, String> {
+    // Only the bot API posts into a thread.
+    if bot_api && StatusMessage::wants_thread(&item.target) {
+        return Ok(Via::BotApi);
+    }
     // A platform without a window (the console) delivers however it likes: let it.
     let webhook = item.target.response_url.is_some() || window.length.is_none();
     if webhook && window.is_open() {

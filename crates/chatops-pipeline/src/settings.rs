@@ -24,6 +24,9 @@ pub struct Settings {
     /// `server.manual_job_ttl`: how long a manual job waits to be played before it expires;
     /// `None`: it waits for ever (in the store, not in memory).
     pub manual_job_ttl: Option<Duration>,
+    /// Live progress (`server.live_progress`, `server.progress_interval`): how often at most a
+    /// running job's status message is edited; `None`: no status message, one reply at the end.
+    pub progress_interval: Option<Duration>,
     pub projects: Vec<ProjectSettings>,
     /// The server's own secrets (platform signing secrets and tokens, the link key as hex):
     /// masked in every job's output like the projects' secrets.

@@ -2,20 +2,41 @@
 //! `Start`, prepares the working copy, starts the executor in a spawned future that reports back
 //! with messages (`Launched`, `Exited`), can always receive `Cancel`, and when the job ends sends
 //! the formatted reply back through the adapter the command came from.
+//!
+//! Live progress (where the platform can edit messages, `server.live_progress`): when the job
+//! starts, a progress task posts a status message and edits it with the end of the (cleaned,
+//! masked) log at most every `server.progress_interval`. Edits never reorder: the task makes
+//! one edit at a time, a failed progress edit is dropped (a 429's `Retry-After` delays the
+//! next), and when the job ends the watcher stops the task, waits for the edit in flight, and
+//! only then queues the final edit in the outbox (retried, never lost), so no progress edit
+//! can land after it. The full reply goes into the status message's thread where the platform
+//! has threads.
 
 use crate::executor::{self, ExecHandle, ExecResult, ExecSpec};
 use crate::git::{self, Revision};
+use crate::joblog::Follower;
 use crate::messages::{self, JobRef};
 use crate::metrics::{JobFinished, JobStarted};
 use crate::outbox;
 use crate::pipeline::{predefined_variables, JobEnded, PipelineActor, Shared};
 use crate::settings::ProjectSettings;
 use actix::prelude::*;
-use chatops_core::{ChatCommand, JobId, JobStatus, OutputBlock};
+use chatops_core::{ChatAdapter, ChatCommand, JobId, JobStatus, OutputBlock, Retry, StatusMessage};
 use chatops_store::JobUpdate;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{oneshot, watch};
+
+/// Log lines a status message shows while the job runs (and at its end).
+const PROGRESS_LINES: usize = 15;
+
+/// Cleaned log kept in memory for the status message: enough for [`PROGRESS_LINES`] lines.
+const PROGRESS_TAIL_BYTES: usize = 8 * 1024;
+
+/// The longest a final edit waits for a platform's `Retry-After` from a progress edit;
+/// a longer one is the outbox's to honour (it retries after the 429 it gets).
+const MAX_FINAL_EDIT_WAIT: Duration = Duration::from_secs(30);
 
 /// How long a finished job's live view stays in memory (after that, the store answers).
 const VIEW_LINGER: Duration = Duration::from_secs(60);
@@ -68,6 +89,23 @@ pub struct WatcherActor {
     /// A cancel that arrived while the working copy was being prepared.
     pending_cancel: Option<Option<String>>,
     finished: bool,
+    /// The progress task of a live status message, while the job runs.
+    live: Option<Live>,
+}
+
+/// A running progress task (see the module doc). It ends when `stop` says so or is dropped
+/// (the watcher gone), after the edit in flight, and answers on `done`.
+struct Live {
+    stop: watch::Sender<bool>,
+    done: oneshot::Receiver<LiveEnd>,
+}
+
+/// What a progress task leaves for the final edit.
+struct LiveEnd {
+    /// The status message, when it could be posted.
+    message: Option<StatusMessage>,
+    /// The platform asked (429 `Retry-After`) for no edit before this.
+    not_before: Option<Instant>,
 }
 
 impl WatcherActor {
@@ -84,7 +122,35 @@ impl WatcherActor {
             started: None,
             pending_cancel: None,
             finished: false,
+            live: None,
         }
+    }
+
+    /// Starts the progress task when live progress is on and the platform can edit messages.
+    fn start_live(&mut self) {
+        let Some(interval) = self.shared.settings.progress_interval else {
+            return;
+        };
+        let Some(adapter) = self
+            .shared
+            .adapters
+            .get(&self.plan.command.platform)
+            .cloned()
+        else {
+            return;
+        };
+        if !adapter.capabilities().message_edits {
+            return;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let (tell, done) = oneshot::channel();
+        let (shared, plan) = (self.shared.clone(), self.plan.clone());
+        actix::spawn(async move {
+            let end = live_progress(shared, adapter, plan, interval, stopped).await;
+            // The watcher may be gone (nobody waits): nothing to tell then.
+            let _ = tell.send(end);
+        });
+        self.live = Some(Live { stop, done });
     }
 
     fn finish(&mut self, result: ExecResult, ctx: &mut Context<Self>) {
@@ -124,13 +190,58 @@ impl WatcherActor {
         );
         let log_path = plan.log_path.clone();
         let ran = result.duration;
+        // Stop the progress task; its last edit completes before `done` answers.
+        let live = self.live.take().map(|live| {
+            let _ = live.stop.send(true);
+            live.done
+        });
+        let final_edit = live.as_ref().map(|_| {
+            messages::final_status(
+                &plan.job_ref,
+                &result.status,
+                duration,
+                reply.output.as_ref().unwrap_or(&OutputBlock::default()),
+                PROGRESS_LINES,
+            )
+        });
+        let adapter = self.shared.adapters.get(&plan.command.platform).cloned();
         actix::spawn(async move {
             let update =
                 JobUpdate::finished(status, SystemTime::now(), ran).with_log_path(log_path);
             if let Err(e) = shared.store.update_job(id, update).await {
                 tracing::error!(job = %id, error = %e, "cannot record the job's end");
             }
-            outbox::send(shared, Some(id), target, reply).await;
+            let end = match live {
+                Some(done) => done.await.ok(),
+                None => None,
+            };
+            let (
+                Some(LiveEnd {
+                    message: Some(message),
+                    not_before,
+                }),
+                Some(final_edit),
+                Some(adapter),
+            ) = (end, final_edit, adapter)
+            else {
+                outbox::send(shared, Some(id), target, reply).await;
+                return;
+            };
+            // The reply first (what the user waits for), in the status message's thread
+            // where the platform has threads.
+            let thread = adapter.thread_target(&target, &message);
+            outbox::send(
+                shared.clone(),
+                Some(id),
+                thread.unwrap_or(target.clone()),
+                reply,
+            )
+            .await;
+            // Then the final edit, after any `Retry-After` a progress edit was given.
+            if let Some(wait) = not_before.map(|t| t.saturating_duration_since(Instant::now())) {
+                tokio::time::sleep(wait.min(MAX_FINAL_EDIT_WAIT)).await;
+            }
+            outbox::send(shared, Some(id), message.edit_target(&target), final_edit).await;
         });
         self.pipeline.do_send(JobEnded { id: plan.id });
         // The live view goes once readers had a moment to see the end; the store keeps the
@@ -228,6 +339,7 @@ impl Handler<Start> for WatcherActor {
             v.started_at = Some(SystemTime::now());
         });
         self.schedule_window_notice(ctx);
+        self.start_live();
         let plan = self.plan.clone();
         let checkout = self.checkout_dir();
         let scratch = self.scratch_dir();
@@ -312,6 +424,96 @@ impl Handler<Cancel> for WatcherActor {
                 self.finish(result, ctx);
             }
         }
+    }
+}
+
+/// The progress task: posts the status message, then edits it with the end of the log while
+/// the log changes, one edit at a time, until `stop`.
+async fn live_progress(
+    shared: Arc<Shared>,
+    adapter: Arc<dyn ChatAdapter>,
+    plan: Arc<JobPlan>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> LiveEnd {
+    let started = Instant::now();
+    let target = &plan.command.reply_to;
+    let first = messages::progress(&plan.job_ref, Duration::ZERO, "");
+    let message = match adapter.post_status(target, &first).await {
+        Ok(message) => message,
+        Err(e) => {
+            // Not fatal: the reply comes at the end, as without live progress.
+            tracing::warn!(job = %plan.id, error = %e, "cannot post the job's status message; replying at the end only");
+            return LiveEnd {
+                message: None,
+                not_before: None,
+            };
+        }
+    };
+    let mut follower = Some(Follower::new(&shared.settings.masked_values()));
+    let mut tail = String::new();
+    let mut shown = String::new();
+    let mut not_before: Option<Instant> = None;
+    loop {
+        let wait = not_before
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
+            .max(interval);
+        tokio::select! {
+            // A closed channel (the watcher gone) stops the task too.
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+        // Reading the log is file I/O: on the blocking pool, not the actor thread.
+        let Some(mut f) = follower.take() else { break };
+        let path = plan.log_path.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let polled = f.poll(&path, &mut out);
+            (f, out, polled)
+        })
+        .await;
+        let Ok((f, out, polled)) = read else { break };
+        follower = Some(f);
+        if let Err(e) = polled {
+            tracing::debug!(job = %plan.id, error = %e, "cannot read the log for progress");
+        }
+        push_tail(&mut tail, &out);
+        let lines = messages::last_lines(&tail, PROGRESS_LINES);
+        if lines == shown {
+            continue;
+        }
+        let reply = messages::progress(&plan.job_ref, started.elapsed(), lines);
+        match adapter.edit(target, &message, &reply).await {
+            Ok(()) => shown = lines.to_owned(),
+            Err(e) => {
+                // Dropped, not retried: the next edit shows newer lines anyway.
+                if let Retry::After(after) = e.retry {
+                    not_before = Some(Instant::now() + after);
+                }
+                tracing::debug!(job = %plan.id, error = %e, "progress edit dropped");
+            }
+        }
+    }
+    LiveEnd {
+        message: Some(message),
+        not_before,
+    }
+}
+
+/// Appends cleaned log bytes to `tail`, keeping its last [`PROGRESS_TAIL_BYTES`] (from a
+/// character boundary).
+fn push_tail(tail: &mut String, out: &[u8]) {
+    tail.push_str(&String::from_utf8_lossy(out));
+    if tail.len() > PROGRESS_TAIL_BYTES * 2 {
+        let mut cut = tail.len() - PROGRESS_TAIL_BYTES;
+        while !tail.is_char_boundary(cut) {
+            cut += 1;
+        }
+        tail.drain(..cut);
     }
 }
 

@@ -129,13 +129,23 @@ pub(crate) async fn via_bot_api(
     bot_token: Option<&str>,
     target: &ReplyTarget,
     visibility: Visibility,
-    mut message: Value,
+    message: Value,
 ) -> Result<(), DeliveryError> {
-    let token = bot_token.ok_or_else(|| {
-        DeliveryError::permanent(
-            "no slack.bot_token is configured, so the reply cannot be posted through the Web API",
-        )
-    })?;
+    post_message(http, api_url, bot_token, target, visibility, message)
+        .await
+        .map(drop)
+}
+
+/// Posts `message` as the bot and returns Slack's answer (`channel`, `ts` of the new message).
+/// <https://api.slack.com/methods/chat.postMessage>: `thread_ts` puts it in a thread.
+pub(crate) async fn post_message(
+    http: &reqwest::Client,
+    api_url: &str,
+    bot_token: Option<&str>,
+    target: &ReplyTarget,
+    visibility: Visibility,
+    mut message: Value,
+) -> Result<Value, DeliveryError> {
     // `response_type` belongs to response_url; the Web API names the channel (and user) instead.
     if let Some(fields) = message.as_object_mut() {
         fields.remove("response_type");
@@ -151,8 +161,51 @@ pub(crate) async fn via_bot_api(
             "chat.postEphemeral"
         }
     };
+    call(http, api_url, bot_token, method, &message).await
+}
+
+/// Replaces the message `ts` in `channel` with `message`: `chat.update`
+/// (<https://api.slack.com/methods/chat.update>). Blocks and attachments the new message does
+/// not have are cleared (Slack keeps the old ones when the field is missing).
+pub(crate) async fn update_message(
+    http: &reqwest::Client,
+    api_url: &str,
+    bot_token: Option<&str>,
+    channel: &str,
+    ts: &str,
+    mut message: Value,
+) -> Result<(), DeliveryError> {
+    if let Some(fields) = message.as_object_mut() {
+        fields.remove("response_type");
+        fields.remove("replace_original");
+        fields.insert("channel".into(), channel.into());
+        fields.insert("ts".into(), ts.into());
+        for field in ["blocks", "attachments"] {
+            fields
+                .entry(field)
+                .or_insert_with(|| Value::Array(Vec::new()));
+        }
+    }
+    call(http, api_url, bot_token, "chat.update", &message)
+        .await
+        .map(drop)
+}
+
+/// One Web API call with the bot token; `Ok` holds the answer of an `"ok": true` call.
+async fn call(
+    http: &reqwest::Client,
+    api_url: &str,
+    bot_token: Option<&str>,
+    method: &str,
+    message: &Value,
+) -> Result<Value, DeliveryError> {
+    let token = bot_token.ok_or_else(|| {
+        DeliveryError::permanent(format!(
+            "no slack.bot_token is configured, so {method} cannot be called: set slack.bot_token"
+        ))
+    })?;
     let url = format!("{}/{method}", api_url.trim_end_matches('/'));
-    let answer = post_json(http, &url, Some(token), &message).await?;
+    let answer = post_json(http, &url, Some(token), message).await?;
     if !(200..300).contains(&answer.status) {
         return Err(DeliveryError::from_status(
             answer.status,
@@ -167,7 +220,7 @@ pub(crate) async fn via_bot_api(
         ))
     })?;
     if parsed["ok"].as_bool() == Some(true) {
-        return Ok(());
+        return Ok(parsed);
     }
     let code = parsed["error"].as_str().unwrap_or("unknown_error");
     Err(api_error(method, code, answer.retry_after))

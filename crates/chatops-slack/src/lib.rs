@@ -32,7 +32,7 @@ pub use signature::{sign, verify};
 use chatops_core::{
     BoxFuture, Capabilities, ChatAdapter, ChatCommand, Clock, DeliveryError, HostAllowList,
     HttpReply, Inbound, InboundError, InboundRequest, Inline, Markup, PlatformId, Reply,
-    ReplyTarget, Route, RouteKind, Tone, Via,
+    ReplyTarget, Route, RouteKind, StatusMessage, Tone, Via, Visibility,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,8 +129,10 @@ impl ChatAdapter for SlackAdapter {
             max_message_chars: render::TEXT_MAX,
             markup: Markup::SlackMrkdwn,
             buttons: true,
-            message_edits: true,
-            threads: true,
+            // Editing and threading the status message take the Web API (`chat.update`,
+            // `chat.postMessage` with `thread_ts`): a bot token.
+            message_edits: self.config.bot_token().is_some(),
+            threads: self.config.bot_token().is_some(),
             ephemeral: true,
             bot_api: self.config.bot_token().is_some(),
         }
@@ -226,6 +228,69 @@ impl ChatAdapter for SlackAdapter {
                 }
             }
         })
+    }
+
+    fn post_status<'a>(
+        &'a self,
+        target: &'a ReplyTarget,
+        reply: &'a Reply,
+    ) -> BoxFuture<'a, Result<StatusMessage, DeliveryError>> {
+        Box::pin(async move {
+            let message = render::render_message(reply);
+            let answer = deliver::post_message(
+                &self.http,
+                &self.config.api_url,
+                self.config.bot_token(),
+                target,
+                Visibility::InChannel,
+                message,
+            )
+            .await?;
+            // chat.update needs the channel id Slack answers with and the message's `ts`.
+            let channel = answer["channel"]
+                .as_str()
+                .unwrap_or(target.channel.as_str());
+            let ts = answer["ts"].as_str().ok_or_else(|| {
+                DeliveryError::permanent("chat.postMessage answered ok without the message's ts")
+            })?;
+            Ok(StatusMessage {
+                channel: channel.to_owned(),
+                id: ts.to_owned(),
+            })
+        })
+    }
+
+    fn edit<'a>(
+        &'a self,
+        _target: &'a ReplyTarget,
+        message: &'a StatusMessage,
+        reply: &'a Reply,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            deliver::update_message(
+                &self.http,
+                &self.config.api_url,
+                self.config.bot_token(),
+                &message.channel,
+                &message.id,
+                render::render_message(reply),
+            )
+            .await
+        })
+    }
+
+    /// The status message's thread; a command typed in a thread keeps its thread (Slack
+    /// threads do not nest).
+    fn thread_target(&self, target: &ReplyTarget, message: &StatusMessage) -> Option<ReplyTarget> {
+        let mut threaded = target.clone();
+        threaded
+            .extra
+            .entry("thread_ts")
+            .or_insert_with(|| message.id.clone().into());
+        threaded
+            .extra
+            .insert(StatusMessage::THREAD_KEY.into(), true.into());
+        Some(threaded)
     }
 }
 
