@@ -484,8 +484,9 @@ pub fn render_coloured_log(raw: &[u8], secrets: &[String]) -> String {
 }
 
 /// Masks secret values in a byte stream that arrives in chunks (the job's log). It holds back
-/// the last `longest secret - 1` bytes of each chunk until the next one (or [`finish`]), so a
-/// secret split across two reads is still masked.
+/// the end of a chunk that could still become a secret (a proper prefix of one) until the next
+/// chunk (or [`finish`]), so a secret split across two reads is still masked, and nothing else
+/// waits.
 ///
 /// [`finish`]: SecretMasker::finish
 #[derive(Debug, Default)]
@@ -556,6 +557,10 @@ impl SecretMasker {
         // A match starting before `limit` lies entirely inside `work`; later starts must wait.
         let limit = work.len().saturating_sub(self.longest - 1);
         let stop = self.scan(&work, limit, out);
+        // In the last `longest - 1` bytes, hold back only from where a secret may still be
+        // completed by the next chunk: a live view (`chatops run`, progress edits, the page)
+        // then lags by a partial secret at most, not by the longest secret's length.
+        let stop = self.scan_tail(&work, stop, out);
         self.carry.clear();
         self.carry
             .extend_from_slice(work.get(stop..).unwrap_or_default());
@@ -569,6 +574,36 @@ impl SecretMasker {
         out.extend_from_slice(carry.get(stop..).unwrap_or_default());
         self.carry = carry;
         self.carry.clear();
+    }
+
+    /// Emits `work[from..]` masked up to the first position where the rest of `work` is a
+    /// proper prefix of some secret (held back: the next chunk decides); returns that position.
+    /// A position where no longer secret can still match is decided now, exactly as a later
+    /// [`scan`](Self::scan) would decide it (longest secret first).
+    fn scan_tail(&self, work: &[u8], from: usize, out: &mut Vec<u8>) -> usize {
+        let mut emitted = from;
+        let mut i = from;
+        while i < work.len() {
+            let here = work.get(i..).unwrap_or_default();
+            if self
+                .secrets
+                .iter()
+                .any(|s| s.len() > here.len() && s.starts_with(here))
+            {
+                break;
+            }
+            match self.secrets.iter().find(|s| here.starts_with(s)) {
+                Some(secret) => {
+                    out.extend_from_slice(work.get(emitted..i).unwrap_or_default());
+                    out.extend_from_slice(MASK.as_bytes());
+                    i += secret.len();
+                    emitted = i;
+                }
+                None => i += 1,
+            }
+        }
+        out.extend_from_slice(work.get(emitted..i).unwrap_or_default());
+        i
     }
 
     /// The first position in `window` where some secret may start.
@@ -1524,6 +1559,22 @@ impl Sink for Routes {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_masker_holds_back_only_what_could_still_be_a_secret() {
+        let secrets = ["S3crETVALUE".to_owned(), "x".repeat(64)];
+        let mut masker = SecretMasker::new(&secrets);
+        let mut out = Vec::new();
+        masker.push(b"tick 1\ntick 2\n", &mut out);
+        assert_eq!(out, b"tick 1\ntick 2\n", "nothing here can become a secret");
+        out.clear();
+        masker.push(b"done S3cr", &mut out);
+        assert_eq!(out, b"done ", "a secret's start waits for the next chunk");
+        out.clear();
+        masker.push(b"ETVALUE and S3cr", &mut out);
+        masker.push(b"ap", &mut out);
+        assert_eq!(out, b"[MASKED] and S3crap");
+    }
+
     use super::*;
 
     /// The trace the executor writes around a step: preamble, header, commands, footer.
