@@ -239,6 +239,8 @@ async fn mattermost_buttons_are_bound_to_their_channel() {
     const CHANNEL: &str = "fukgjpcbpbdd9mj6jm5yzyqwxw";
     const DEV: &str = "8ajk3h1p4jfz7c9t1s6rwhcqxo";
     let mut setup = Setup::ci(CI);
+    // Live progress off: the played job's result comes to the response_url, as the test reads it.
+    setup.server_extra = "  live_progress: false\n".into();
     setup.extra_config = format!(
         "mattermost:\n  url: {{fake}}\n  tokens: [\"{MM_TOKEN}\"]\n  bot_token: e2e-bot-token\n  response_url_hosts: [\"{{fake_host}}\"]\n"
     );
