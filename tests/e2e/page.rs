@@ -1,7 +1,7 @@
 //! The job page (issue 11): coloured log, live Server-Sent Events, masking on every byte the
 //! page and the stream send, and the Cancel button of developer links.
 
-use crate::helpers::{Setup, TestServer};
+use crate::helpers::{slack_text, Setup, TestServer};
 use chatops_core::{JobId, PlatformId, UserId};
 use chatops_pipeline::links::LinkSigner;
 
@@ -128,10 +128,24 @@ async fn a_developer_link_cancels_and_a_view_link_cannot() {
         )
         .await;
     assert_eq!(code, 403);
-    // A developer link, signed as the server signs them.
+    // The developer asks `status ID` and gets their own link, in an answer only they see.
+    let (_, answer) = server
+        .slack_command("UDEV", &format!("status {id}"), 2)
+        .await;
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON ack");
+    assert_eq!(answer["response_type"], "ephemeral", "{answer}");
+    let text = slack_text(&answer).replace("&amp;", "&");
+    let dev = text
+        .split('<')
+        .filter_map(|part| part.split('|').next())
+        .find(|url| url.contains("&d="))
+        .unwrap_or_else(|| panic!("a developer link in the status answer: {text}"))
+        .to_owned();
+    // It is the link the server signs for that user.
     let key = chatops::link_key(&server.data_dir()).expect("link key");
     let signer = LinkSigner::new(key, &server.base);
-    let dev = signer.developer_url(JobId(id), &PlatformId::new("slack"), &UserId::new("UDEV"));
+    let signed = signer.developer_url(JobId(id), &PlatformId::new("slack"), &UserId::new("UDEV"));
+    assert_eq!(dev.split("&d=").next(), signed.split("&d=").next(), "{dev}");
     let (_, page) = server.request(server.http().get(&dev)).await;
     assert!(page.contains("Cancel job"), "{page}");
     let grant = dev.split("&d=").nth(1).unwrap_or_default().to_owned();

@@ -314,7 +314,9 @@ const STATUS_INPUT_CHARS: usize = 80;
 
 /// `status [ID]`: one job, to the asker only. Names the user as text, not a mention: a
 /// status check should not notify anyone.
-pub fn job_status(facts: &JobFacts, now: SystemTime) -> Reply {
+/// `control`: for a developer asking about a job that has not ended, their own signed link to
+/// the job page, which shows a Cancel button (the reply is ephemeral: nobody else sees it).
+pub fn job_status(facts: &JobFacts, now: SystemTime, control: Option<&str>) -> Reply {
     let job = &facts.job;
     let mut s = vec![
         text("Job "),
@@ -357,6 +359,13 @@ pub fn job_status(facts: &JobFacts, now: SystemTime) -> Reply {
     }
     s.push(text(" · "));
     s.push(job.link("view job"));
+    if let Some(url) = control {
+        s.push(text(" · "));
+        s.push(Inline::Link {
+            url: url.to_owned(),
+            label: "open with Cancel (your link, 12 h)".into(),
+        });
+    }
     Reply::ephemeral(facts.status.tone(), s)
 }
 
@@ -705,7 +714,7 @@ mod tests {
             duration: Some(Duration::from_millis(1500)),
             input: "staging\nnow".into(),
         };
-        let r = job_status(&facts, now);
+        let r = job_status(&facts, now, None);
         assert_eq!(
             r.plain_summary(),
             "Job deploy (#12) on demo succeeded in 1.5s\nAsked by ada 2m 5s ago with input staging now · view job (http://x/jobs/12?t=ab)"
@@ -716,7 +725,7 @@ mod tests {
             duration: None,
             ..facts.clone()
         };
-        assert!(job_status(&running, now)
+        assert!(job_status(&running, now, None)
             .plain_summary()
             .contains("is running for 2m 4s"));
         let list = job_list("demo", "/demo", &[facts], now);

@@ -426,7 +426,7 @@ async fn prepare_inner(
             if role < Role::READ_JOBS {
                 return refuse_role(Role::READ_JOBS);
             }
-            match job_status(shared, &project, command, job).await {
+            match job_status(shared, &project, command, job, role).await {
                 Ok(reply) => (Ack::refused(reply), Some(Outcome::Accepted)),
                 Err(reply) => refused(reply),
             }
@@ -624,6 +624,7 @@ async fn job_status(
     project: &ProjectSettings,
     command: &ChatCommand,
     id: Option<JobId>,
+    role: Role,
 ) -> Result<Reply, Reply> {
     let record = match id {
         Some(id) => stored_job(shared, project, id).await?,
@@ -646,9 +647,16 @@ async fn job_status(
             }
         }
     };
+    let facts = facts_of(shared, record);
+    let control = (role >= Role::RUN_JOBS && !facts.status.is_terminal()).then(|| {
+        shared
+            .links
+            .developer_url(facts.job.id, &command.platform, &command.user)
+    });
     Ok(messages::job_status(
-        &facts_of(shared, record),
+        &facts,
         SystemTime::now(),
+        control.as_deref(),
     ))
 }
 
