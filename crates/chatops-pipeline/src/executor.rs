@@ -110,7 +110,7 @@ pub struct ExecSpec {
     /// Created/truncated; parent dirs created.
     pub log_path: PathBuf,
     /// Masked in the log file and in the reply.
-    pub secrets: Vec<String>,
+    pub secrets: Arc<[String]>,
     /// A folder for script files, created only when a script is too big to pass to the shell
     /// as an argument (over 64 KiB); usually it is never created.
     pub scratch_dir: PathBuf,
@@ -1228,7 +1228,7 @@ mod tests {
                 after_script: Vec::new(),
                 timeout: Duration::from_secs(60),
                 log_path: self.dir.path().join("logs").join(format!("{id}.log")),
-                secrets: Vec::new(),
+                secrets: Arc::from([]),
                 scratch_dir: self.dir.path().join("scratch"),
                 user: None,
             }
@@ -1508,7 +1508,7 @@ mod tests {
             f.spec(&["echo \"token=$DEPLOY_TOKEN\"; printf 'split:%s' \"$DEPLOY_TOKEN\""]);
         spec.env
             .push(("DEPLOY_TOKEN".into(), "s3cr3t-t0ken-value".into()));
-        spec.secrets = vec!["s3cr3t-t0ken-value".into()];
+        spec.secrets = Arc::from(["s3cr3t-t0ken-value".to_owned()]);
         let (result, log) = run_job(spec).await;
         assert!(!log.contains("s3cr3t"), "{log}");
         assert!(log.contains("token=[MASKED]"));

@@ -67,6 +67,9 @@ pub struct Shared {
     pub adapters: Adapters,
     pub links: LinkSigner,
     pub metrics: Metrics,
+    /// Every value masked in output ([`Settings::masked_values`]), worked out once: each job,
+    /// page view and log stream masks with it.
+    pub masked: Arc<[String]>,
     /// Job views by id. A DashMap because HTTP handlers on other threads read it while the
     /// actors (on the System's arbiter) write it; no guard is ever held across an `.await`.
     pub jobs: DashMap<JobId, JobView>,
@@ -115,11 +118,13 @@ impl PipelineHandle {
     pub async fn start(settings: Settings, adapters: Adapters, store: Store) -> PipelineHandle {
         let links = LinkSigner::new(settings.link_key.clone(), &settings.public_url);
         let metrics = Metrics::for_platforms(adapters.iter().map(|a| a.platform()));
+        let masked = settings.masked_values().into();
         let shared = Arc::new(Shared {
             settings: Arc::new(settings),
             adapters,
             links,
             metrics,
+            masked,
             jobs: DashMap::new(),
             ci_cache: Default::default(),
             store,

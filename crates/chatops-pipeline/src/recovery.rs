@@ -77,8 +77,7 @@ fn interrupted_reply(shared: &Shared, job: &JobRecord) -> chatops_core::Reply {
         .log_path
         .clone()
         .unwrap_or_else(|| shared.settings.log_path(job.id));
-    let secrets = shared.settings.masked_values();
-    let tail = joblog::read_tail(&log, TAIL_BYTES, &secrets).unwrap_or_default();
+    let tail = joblog::read_tail(&log, TAIL_BYTES, &shared.masked).unwrap_or_default();
     messages::finished(
         &job_ref,
         &JobStatus::Interrupted,

@@ -347,7 +347,7 @@ impl Handler<Start> for WatcherActor {
         let started = Instant::now();
         // Every project's secrets and the server's own: a job can print more than its
         // project's (issue #9: another project's secrets, the server's tokens).
-        let secrets = self.shared.settings.masked_values();
+        let secrets = Arc::clone(&self.shared.masked);
         actix::spawn(async move {
             let spec = match build_spec(&plan, checkout, scratch, secrets).await {
                 Ok(spec) => spec,
@@ -450,7 +450,7 @@ async fn live_progress(
             };
         }
     };
-    let mut follower = Some(Follower::new(&shared.settings.masked_values()));
+    let mut follower = Some(Follower::new(&shared.masked));
     let mut tail = String::new();
     let mut shown = String::new();
     let mut not_before: Option<Instant> = None;
@@ -548,7 +548,7 @@ async fn build_spec(
     plan: &JobPlan,
     checkout: PathBuf,
     scratch: PathBuf,
-    secrets: Vec<String>,
+    secrets: Arc<[String]>,
 ) -> Result<ExecSpec, String> {
     // Creating a file allocates an inode, which on a busy ext4 took a sixth of the server's
     // time in the benchmark's profile; done here, on the blocking pool, the executor then only

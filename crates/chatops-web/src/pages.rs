@@ -26,7 +26,7 @@ use chatops_pipeline::PipelineHandle;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// How much of the end of a log the page shows (the full log stays on disk: `chatops log ID`).
@@ -110,7 +110,7 @@ pub(crate) async fn job_page(
     let id = view.id;
     // Cleaned, then masked with every secret the server knows (the page shows what the reply
     // shows: a secret printed split by escapes is masked here too).
-    let secrets = state.pipeline.shared().settings.masked_values();
+    let secrets = Arc::clone(&state.pipeline.shared().masked);
     let log_path = view.log_path.clone();
     if query.raw.is_some() {
         let tail = web::block(move || joblog::read_tail(&log_path, PAGE_LOG_BYTES, &secrets))
@@ -164,10 +164,8 @@ pub(crate) async fn job_page(
         } else {
             // The input is what the user typed: shown escaped, and masked like the log (a
             // user could paste a secret).
-            let masked = chatops_core::output::mask_secrets(
-                &record.input,
-                &state.pipeline.shared().settings.masked_values(),
-            );
+            let masked =
+                chatops_core::output::mask_secrets(&record.input, &state.pipeline.shared().masked);
             format!("<code>{}</code>", html_escape(&masked))
         };
         details.push(("Input", input));
@@ -255,7 +253,7 @@ pub(crate) async fn job_events(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .or(query.from)
         .unwrap_or(0);
-    let secrets = state.pipeline.shared().settings.masked_values();
+    let secrets = Arc::clone(&state.pipeline.shared().masked);
     let log_path = view.log_path.clone();
     // Replays the log up to `from` silently: colours and masking need what came before.
     let follower = web::block(move || {
