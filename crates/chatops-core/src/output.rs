@@ -139,7 +139,12 @@ pub fn mask_secrets(text: &str, secrets: &[String]) -> String {
     masker.finish(&mut out);
     // Matches are whole secrets (valid UTF-8) aligned on the text's own characters, so the
     // result is valid UTF-8; the lossy fallback only guards that reasoning.
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    text_of(out)
+}
+
+/// `bytes` as text, invalid UTF-8 replaced (without a copy when it is valid).
+fn text_of(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// A job log made readable, in a stream: cleaned as [`strip_ansi`] cleans it (escapes,
@@ -241,10 +246,7 @@ pub fn render_log(raw: &[u8], secrets: &[String]) -> String {
     let mut out = Vec::with_capacity(raw.len());
     view.push(raw, &mut out);
     view.finish(&mut out);
-    match String::from_utf8(out) {
-        Ok(text) => text,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    }
+    text_of(out)
 }
 
 /// A job log made readable *with its colours*, for the job page: the text is cleaned exactly
@@ -477,10 +479,7 @@ pub fn render_coloured_log(raw: &[u8], secrets: &[String]) -> String {
     let mut out = Vec::with_capacity(raw.len());
     view.push(raw, &mut out);
     view.finish(&mut out);
-    match String::from_utf8(out) {
-        Ok(text) => text,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    }
+    text_of(out)
 }
 
 /// Masks secret values in a byte stream that arrives in chunks (the job's log). It holds back
@@ -557,10 +556,6 @@ impl SecretMasker {
         // A match starting before `limit` lies entirely inside `work`; later starts must wait.
         let limit = work.len().saturating_sub(self.longest - 1);
         let stop = self.scan(&work, limit, out);
-        // In the last `longest - 1` bytes, hold back only from where a secret may still be
-        // completed by the next chunk: a live view (`chatops run`, progress edits, the page)
-        // then lags by a partial secret at most, not by the longest secret's length.
-        let stop = self.scan_tail(&work, stop, out);
         self.carry.clear();
         self.carry
             .extend_from_slice(work.get(stop..).unwrap_or_default());
@@ -574,36 +569,6 @@ impl SecretMasker {
         out.extend_from_slice(carry.get(stop..).unwrap_or_default());
         self.carry = carry;
         self.carry.clear();
-    }
-
-    /// Emits `work[from..]` masked up to the first position where the rest of `work` is a
-    /// proper prefix of some secret (held back: the next chunk decides); returns that position.
-    /// A position where no longer secret can still match is decided now, exactly as a later
-    /// [`scan`](Self::scan) would decide it (longest secret first).
-    fn scan_tail(&self, work: &[u8], from: usize, out: &mut Vec<u8>) -> usize {
-        let mut emitted = from;
-        let mut i = from;
-        while i < work.len() {
-            let here = work.get(i..).unwrap_or_default();
-            if self
-                .secrets
-                .iter()
-                .any(|s| s.len() > here.len() && s.starts_with(here))
-            {
-                break;
-            }
-            match self.secrets.iter().find(|s| here.starts_with(s)) {
-                Some(secret) => {
-                    out.extend_from_slice(work.get(emitted..i).unwrap_or_default());
-                    out.extend_from_slice(MASK.as_bytes());
-                    i += secret.len();
-                    emitted = i;
-                }
-                None => i += 1,
-            }
-        }
-        out.extend_from_slice(work.get(emitted..i).unwrap_or_default());
-        i
     }
 
     /// The first position in `window` where some secret may start.
@@ -635,18 +600,32 @@ impl SecretMasker {
             .map(|i| offset + i)
     }
 
-    /// Emits `work[..stop]` masked, trying matches at positions below `limit`; returns `stop`
-    /// (≥ `limit`, or the end of the last match).
+    /// Emits `work[..stop]` masked and returns `stop`. Below `limit` every secret that can
+    /// match lies inside `work`, so the scan skips quickly to candidates. From `limit` on it
+    /// stops only where the rest of `work` is a proper prefix of some secret (the next chunk
+    /// decides there); elsewhere it decides at once, as a later scan would, so a live view
+    /// (`chatops run`, progress edits, the page) lags by a partial secret at most.
     fn scan(&self, work: &[u8], limit: usize, out: &mut Vec<u8>) -> usize {
         let mut emitted = 0;
         let mut i = 0;
-        while i < limit {
-            let window = work.get(i..limit).unwrap_or_default();
-            let Some(skip) = self.find_candidate(window) else {
-                i = limit;
-                break;
-            };
-            i += skip;
+        while i < work.len() {
+            if i < limit {
+                let window = work.get(i..limit).unwrap_or_default();
+                let Some(skip) = self.find_candidate(window) else {
+                    i = limit;
+                    continue;
+                };
+                i += skip;
+            } else {
+                let rest = work.get(i..).unwrap_or_default();
+                if self
+                    .secrets
+                    .iter()
+                    .any(|s| s.len() > rest.len() && s.starts_with(rest))
+                {
+                    break;
+                }
+            }
             let here = work.get(i..).unwrap_or_default();
             match self.secrets.iter().find(|s| here.starts_with(s)) {
                 Some(secret) => {
