@@ -501,6 +501,16 @@ fn nanos() -> u128 {
 
 /// All the text of a Slack message (text and blocks), for assertions that don't care where
 /// the adapter put it.
+/// The URLs of the Slack links (`<url|label>`) in mrkdwn `text`, `&amp;` unescaped.
+pub fn slack_links(text: &str) -> Vec<String> {
+    text.split('<')
+        .skip(1)
+        .filter_map(|part| part.split(['|', '>']).next())
+        .filter(|url| url.starts_with("http"))
+        .map(|url| url.replace("&amp;", "&"))
+        .collect()
+}
+
 pub fn slack_text(message: &serde_json::Value) -> String {
     let mut out = String::new();
     collect_text(message, &mut out);

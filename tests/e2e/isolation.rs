@@ -122,11 +122,10 @@ async fn secrets_are_masked_on_every_path_issue_9_items_1_and_5() {
     );
 
     // The job page, through the signed link in the reply, and its raw text.
-    let link = reply_text
-        .split(|c: char| c == '<' || c == '|' || c == '>' || c.is_whitespace())
+    let link = slack_links(&reply_text)
+        .into_iter()
         .find(|s| s.contains("/jobs/"))
-        .expect("a job link")
-        .replace("&amp;", "&");
+        .expect("a job link");
     let (status, page) = server.request(server.http().get(&link)).await;
     assert_eq!(status, 200, "{link}");
     assert_no_secret("the job page", &page, &secrets);

@@ -1,7 +1,7 @@
 //! The job page (issue 11): coloured log, live Server-Sent Events, masking on every byte the
 //! page and the stream send, and the Cancel button of developer links.
 
-use crate::helpers::{slack_text, Setup, TestServer};
+use crate::helpers::{slack_links, slack_text, Setup, TestServer};
 use chatops_core::{JobId, PlatformId, UserId};
 use chatops_pipeline::links::LinkSigner;
 
@@ -134,13 +134,11 @@ async fn a_developer_link_cancels_and_a_view_link_cannot() {
         .await;
     let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON ack");
     assert_eq!(answer["response_type"], "ephemeral", "{answer}");
-    let text = slack_text(&answer).replace("&amp;", "&");
-    let dev = text
-        .split('<')
-        .filter_map(|part| part.split('|').next())
+    let text = slack_text(&answer);
+    let dev = slack_links(&text)
+        .into_iter()
         .find(|url| url.contains("&d="))
-        .unwrap_or_else(|| panic!("a developer link in the status answer: {text}"))
-        .to_owned();
+        .unwrap_or_else(|| panic!("a developer link in the status answer: {text}"));
     // It is the link the server signs for that user.
     let key = chatops::link_key(&server.data_dir()).expect("link key");
     let signer = LinkSigner::new(key, &server.base);

@@ -343,11 +343,10 @@ async fn job_page_needs_the_signed_link() {
     let server = TestServer::start(Setup::ci(CI)).await;
     let (_, reply) = server.run_and_reply("run hello-world", 1).await;
     let text = slack_text(&reply);
-    let link = text
-        .split(|c: char| c == '<' || c == '|' || c == '>' || c.is_whitespace())
+    let link = slack_links(&text)
+        .into_iter()
         .find(|s| s.contains("/jobs/"))
-        .expect("a job link")
-        .replace("&amp;", "&");
+        .expect("a job link");
     let (status, page) = server.request(server.http().get(&link)).await;
     assert_eq!(status, 200, "{link}");
     assert!(
