@@ -1,6 +1,9 @@
 //! The fake chat platform: an HTTP server in the bench process that plays Slack's
-//! `response_url` endpoints. Every command gets its own `/reply/<n>`; the fake records when the
-//! job's final reply (the post naming its status) arrives there and counts duplicates.
+//! `response_url` endpoints and the two Web API methods live progress uses. Every command gets
+//! its own `/reply/<n>` and its own channel `CB<n>`; the fake records when the job's final reply
+//! (the post naming its status) arrives, by `response_url` or as a bot post in the thread of the
+//! status message (`chat.postMessage` with `thread_ts`), and counts duplicates. Status messages
+//! (`chat.postMessage` without `thread_ts`) and their edits (`chat.update`) are counted apart.
 //!
 //! It runs on its own thread with its own actix `System` and one worker, so it neither needs
 //! nor disturbs the bench's Tokio runtime; arrivals reach the load client through oneshot
@@ -43,6 +46,10 @@ struct State {
     /// Posts that are not a final reply (chatops posts nothing else to a `response_url` today;
     /// counted so a change shows up instead of passing for a reply).
     other_posts: u64,
+    /// Live progress: status messages posted (`chat.postMessage` outside a thread).
+    status_posts: u64,
+    /// Live progress: edits of status messages (`chat.update`), progress and final.
+    edits: u64,
 }
 
 /// The running fake platform. Stops when dropped.
@@ -144,6 +151,12 @@ impl FakePlatform {
         lock(&self.state).other_posts
     }
 
+    /// Live progress so far: (status messages posted, edits of them).
+    pub fn progress_posts(&self) -> (u64, u64) {
+        let state = lock(&self.state);
+        (state.status_posts, state.edits)
+    }
+
     /// Forgets the records of commands `ids` (after they are counted), so memory stays flat
     /// over a long bench.
     pub fn forget(&self, ids: Range<u64>) {
@@ -168,23 +181,62 @@ impl Drop for FakePlatform {
 
 fn receive(state: &Mutex<State>, req: &HttpRequest, body: &[u8]) -> HttpResponse {
     let at = Instant::now();
-    let n = req
-        .path()
+    let path = req.path();
+    if let Some(method) = path.strip_prefix("/api/") {
+        return web_api(state, method, body, at);
+    }
+    let n = path
         .strip_prefix("/reply/")
         .and_then(|n| n.parse::<u64>().ok());
     let status = final_status(body);
     let mut state = lock(state);
     match (n, status) {
-        (Some(n), Some(succeeded)) => {
-            *state.finals.entry(n).or_insert(0) += 1;
-            if let Some(tx) = state.waiters.remove(&n) {
-                let _ = tx.send(Arrival { at, succeeded });
-            }
-        }
+        (Some(n), Some(succeeded)) => state.arrived(n, Arrival { at, succeeded }),
         _ => state.other_posts += 1,
     }
     // What Slack's response_url answers.
     HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+impl State {
+    fn arrived(&mut self, n: u64, arrival: Arrival) {
+        *self.finals.entry(n).or_insert(0) += 1;
+        if let Some(tx) = self.waiters.remove(&n) {
+            let _ = tx.send(arrival);
+        }
+    }
+}
+
+/// Slack's Web API as live progress uses it (<https://api.slack.com/methods/chat.postMessage>,
+/// <https://api.slack.com/methods/chat.update>): JSON in, `{"ok":true,"channel","ts"}` out.
+fn web_api(state: &Mutex<State>, method: &str, body: &[u8], at: Instant) -> HttpResponse {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let channel = json["channel"].as_str().unwrap_or_default().to_owned();
+    let n = crate::slack::command_of_channel(&channel);
+    let mut state = lock(state);
+    let ts = match method {
+        "chat.postMessage" if json.get("thread_ts").is_some() => {
+            match (n, final_status(body)) {
+                (Some(n), Some(succeeded)) => state.arrived(n, Arrival { at, succeeded }),
+                _ => state.other_posts += 1,
+            }
+            format!("{}.{:06}", n.unwrap_or(0), 2)
+        }
+        "chat.postMessage" => {
+            state.status_posts += 1;
+            format!("{}.{:06}", n.unwrap_or(0), 1)
+        }
+        "chat.update" => {
+            state.edits += 1;
+            json["ts"].as_str().unwrap_or_default().to_owned()
+        }
+        _ => {
+            state.other_posts += 1;
+            return HttpResponse::Ok()
+                .json(serde_json::json!({"ok": false, "error": "unknown_method"}));
+        }
+    };
+    HttpResponse::Ok().json(serde_json::json!({"ok": true, "channel": channel, "ts": ts}))
 }
 
 /// Whether a posted Slack message is a job's final reply: `Some(true)` when it says the job
@@ -233,13 +285,59 @@ mod tests {
         assert_eq!(final_status(b"not json"), None);
     }
 
-    #[test]
-    fn records_arrivals_and_duplicates_over_http() {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .expect("a runtime for the test");
-        rt.block_on(async {
+            .expect("a runtime for the test")
+    }
+
+    #[test]
+    fn tells_status_messages_and_edits_from_threaded_results() {
+        rt().block_on(async {
+            let fake = FakePlatform::start().expect("fake starts");
+            let rx = fake.expect(9);
+            let client = reqwest::Client::new();
+            let base = fake.reply_url(0).replace("/reply/0", "/api");
+            let call = |method: &str, body: serde_json::Value| {
+                client.post(format!("{base}/{method}")).json(&body).send()
+            };
+            let status = call(
+                "chat.postMessage",
+                serde_json::json!({"channel": "CB9", "text": "running"}),
+            )
+            .await
+            .expect("post");
+            let answer: serde_json::Value = status.json().await.expect("json answer");
+            assert_eq!(answer["ok"], true);
+            assert_eq!(answer["channel"], "CB9");
+            let ts = answer["ts"].as_str().expect("a ts").to_owned();
+            call(
+                "chat.update",
+                serde_json::json!({"channel": "CB9", "ts": ts, "text": "job *succeeded*"}),
+            )
+            .await
+            .expect("edit");
+            let threaded =
+                serde_json::json!({"channel": "CB9", "thread_ts": ts, "text": "job *succeeded*"});
+            call("chat.postMessage", threaded).await.expect("result");
+            let arrival = rx.await.expect("the threaded result is the arrival");
+            assert!(arrival.succeeded);
+            assert_eq!(fake.progress_posts(), (1, 1));
+            assert_eq!(
+                fake.counts(9..10),
+                ReplyCounts {
+                    received: 1,
+                    duplicates: 0
+                }
+            );
+            assert_eq!(fake.other_posts(), 0);
+        });
+    }
+
+    #[test]
+    fn records_arrivals_and_duplicates_over_http() {
+        rt().block_on(async {
             let fake = FakePlatform::start().expect("fake starts");
             let rx = fake.expect(5);
             let client = reqwest::Client::new();

@@ -1,4 +1,4 @@
-//! `chatops-bench`: the benchmark of issue #6. Measures chatops against the machine's own
+//! `chatops-bench`: the benchmark of issues #6 and #11. Measures chatops against the machine's own
 //! limits in one run and prints a table of figures, ratios and the issue's targets.
 //!
 //! ```text
@@ -14,7 +14,8 @@
 //! harness fails (a server did not start, replies were lost or duplicated).
 //!
 //! # Layout
-//! - [`scenarios`]: the four measurements (ack, command→reply, many long jobs, big output).
+//! - [`scenarios`]: the five measurements (ack, command→reply, many long jobs, big output,
+//!   live progress).
 //! - [`load`]: the closed-loop load client and the command/reply operations.
 //! - [`fake`]: the fake chat platform receiving replies.
 //! - [`baseline`]: the bare actix-web server, direct spawns, the shell writing to a file.
@@ -82,6 +83,8 @@ enum Measure {
     Many,
     /// A job writing 200 MB, vs the shell writing to a file.
     Big,
+    /// Command→reply with live progress (status message edits, threaded result) vs without.
+    Live,
 }
 
 fn main() -> ExitCode {
@@ -173,6 +176,9 @@ fn bench(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if only(Measure::Big) {
                 scenarios::big(&ctx, &mut results, baseline_first).await?;
+            }
+            if only(Measure::Live) {
+                scenarios::live(&ctx, &mut results, baseline_first).await?;
             }
         }
         let other = ctx.client.fake.other_posts();

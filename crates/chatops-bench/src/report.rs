@@ -80,6 +80,14 @@ pub fn describe(fig: Fig, sizes: &Sizes) -> (String, Option<Target>) {
             format!("{big} output: server peak RSS, MB"),
             at_most(64.0, On::Chatops, "MB"),
         ),
+        Fig::LiveEchoP50 => (
+            "live progress: `echo` command→reply p50, ms, vs live off".into(),
+            at_most(1.1, On::Ratio, ""),
+        ),
+        Fig::LiveTickerP50 => (
+            "live progress: 3 s `ticker` command→reply p50, ms, vs live off".into(),
+            at_most(1.1, On::Ratio, ""),
+        ),
     }
 }
 

@@ -5,6 +5,8 @@
 //! 3. [`many`]: many concurrent `sleep` jobs: the server's RSS and CPU while they wait, then
 //!    every reply; vs spawning the sleeps directly.
 //! 4. [`big`]: a job writing 200 MB, vs the shell writing the same bytes to a file.
+//! 5. [`live`]: command → reply with live progress (a status message edited while the job
+//!    runs, the result in its thread) vs the same server setup without it (issue #11).
 //!
 //! Every chatops measurement gets a fresh server (fresh data dir, fresh peak RSS), so one
 //! measurement's leftovers (thousands of waiting manual jobs) cannot skew the next.
@@ -13,7 +15,7 @@ use crate::baseline::{self, Shell};
 use crate::error::BenchError;
 use crate::load::{run_count, run_for, Client, Failure, Outcome};
 use crate::procfs;
-use crate::server::{dir_bytes, ServerProcess};
+use crate::server::{dir_bytes, Replies, ServerProcess};
 use crate::stats::Percentiles;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -40,6 +42,10 @@ pub struct Sizes {
     pub many_sleep: u64,
     /// Big output: bytes the job writes.
     pub big_bytes: u64,
+    /// Live progress: `echo` jobs measured at c=1, each way.
+    pub live_echo: u64,
+    /// Live progress: `ticker` jobs (about 3 s each) measured at c=1, each way.
+    pub live_ticker: u64,
 }
 
 impl Sizes {
@@ -54,6 +60,8 @@ impl Sizes {
             many_jobs: 1000,
             many_sleep: 20,
             big_bytes: 200_000_000,
+            live_echo: 100,
+            live_ticker: 10,
         }
     }
 
@@ -68,6 +76,8 @@ impl Sizes {
             many_jobs: 50,
             many_sleep: 5,
             big_bytes: 20_000_000,
+            live_echo: 10,
+            live_ticker: 3,
         }
     }
 }
@@ -111,6 +121,11 @@ pub enum Fig {
     BigWall,
     /// Big output: the server's peak RSS, MB.
     BigPeak,
+    /// Live progress on vs off: `echo` command → reply p50 at c=1, ms.
+    LiveEchoP50,
+    /// Live progress on vs off: `ticker` (about 3 s, edited once or more) command → reply
+    /// p50 at c=1, ms.
+    LiveTickerP50,
 }
 
 /// One figure's values, one per run.
@@ -198,6 +213,7 @@ struct Tally {
 
 const TEXT_MANUAL: &str = "run manual-job";
 const TEXT_ECHO: &str = "run echo";
+const TEXT_TICKER: &str = "run ticker";
 /// How long a quick job's reply may take before it counts as lost.
 const PATIENCE: Duration = Duration::from_secs(60);
 /// How long the bench waits after the last reply for late duplicates.
@@ -403,16 +419,29 @@ async fn spawn_loads(ctx: &Ctx, c: usize, count: u64) -> Result<(Outcome, Outcom
 
 /// chatops `run echo` from command to reply: `count` jobs, `c` at a time (after a warm-up).
 async fn reply_load(ctx: &Ctx, c: usize, count: u64) -> Result<(Outcome, Tally), BenchError> {
-    let server = ServerProcess::chatops(&ctx.bin, ctx.client.fake.host_port()).await?;
+    replies_of(ctx, Replies::ResponseUrl, TEXT_ECHO, c, count).await
+}
+
+/// Command to reply on a fresh server replying as `replies`: `count` jobs `text`, `c` at a
+/// time, after a warm-up of echo jobs.
+async fn replies_of(
+    ctx: &Ctx,
+    replies: Replies,
+    text: &str,
+    c: usize,
+    count: u64,
+) -> Result<(Outcome, Tally), BenchError> {
+    let server =
+        ServerProcess::chatops_with(&ctx.bin, ctx.client.fake.host_port(), replies).await?;
     warm_replies(ctx, &server, ctx.sizes.reply_warmup).await?;
     let first = ctx.client.peek_id();
     let accepted = ctx.client.accepted();
     let client = ctx.client.clone();
     let base: Arc<str> = server.base().into();
+    let shared_text: Arc<str> = text.into();
     let out = run_count(c, count, move |_| {
-        let client = client.clone();
-        let base = base.clone();
-        async move { client.command_to_reply(&base, TEXT_ECHO, PATIENCE).await }
+        let (client, base, text) = (client.clone(), base.clone(), shared_text.clone());
+        async move { client.command_to_reply(&base, &text, PATIENCE).await }
     })
     .await;
     let tally = account(&ctx.client, first, accepted, &out).await;
@@ -421,7 +450,7 @@ async fn reply_load(ctx: &Ctx, c: usize, count: u64) -> Result<(Outcome, Tally),
     }
     server.stop().await;
     log(&format!(
-        "command→reply c={c} chatops: {:.0} jobs/s, p50 {:.3} ms, p99 {:.3} ms{}",
+        "command→reply `{text}` c={c} chatops ({replies:?}): {:.0} jobs/s, p50 {:.3} ms, p99 {:.3} ms{}",
         out.rate(),
         Percentiles::of(&out.latencies).map_or(f64::NAN, |p| p.p50),
         Percentiles::of(&out.latencies).map_or(f64::NAN, |p| p.p99),
@@ -461,6 +490,47 @@ pub async fn reply(ctx: &Ctx, res: &mut Results, baseline_first: bool) -> Result
     res.tally(&tally);
     res.record(Fig::ReplyRate16, Some(sh.rate()), Some(ch.rate()));
     res.record(Fig::ReplyRate16Bash, Some(bash.rate()), Some(ch.rate()));
+    Ok(())
+}
+
+/// Measurement 5, live progress: command → reply with the status message edited while the job
+/// runs and the result in its thread, against the same server (bot token included) with live
+/// progress off. The ratio is the cost of live progress to the user waiting for the result.
+pub async fn live(ctx: &Ctx, res: &mut Results, baseline_first: bool) -> Result<(), BenchError> {
+    for (fig, text, count) in [
+        (Fig::LiveEchoP50, TEXT_ECHO, ctx.sizes.live_echo),
+        (Fig::LiveTickerP50, TEXT_TICKER, ctx.sizes.live_ticker),
+    ] {
+        let (posts_before, edits_before) = ctx.client.fake.progress_posts();
+        let (quiet, live) = ordered(
+            baseline_first,
+            replies_of(ctx, Replies::BotQuiet, text, 1, count),
+            replies_of(ctx, Replies::BotLive, text, 1, count),
+        )
+        .await;
+        let (quiet, quiet_tally) = quiet?;
+        let (live, live_tally) = live?;
+        res.tally(&quiet_tally);
+        res.tally(&live_tally);
+        let (posts, edits) = ctx.client.fake.progress_posts();
+        let (posts, edits) = (posts - posts_before, edits - edits_before);
+        // Without status messages the live side measured nothing live: say so, loudly.
+        if posts < live_tally.received {
+            return Err(BenchError::Unexpected(format!(
+                "live progress posted {posts} status messages for {} replies: is it on?",
+                live_tally.received
+            )));
+        }
+        res.notes.push(format!(
+            "live progress `{text}`: {posts} status messages, {edits} edits (progress and final) for {} jobs and {} warm-up echo jobs",
+            live_tally.received, ctx.sizes.reply_warmup
+        ));
+        res.record(
+            fig,
+            Percentiles::of(&quiet.latencies).map(|p| p.p50),
+            Percentiles::of(&live.latencies).map(|p| p.p50),
+        );
+    }
     Ok(())
 }
 

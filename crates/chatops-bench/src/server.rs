@@ -35,6 +35,12 @@ sleep:
   script:
     - sleep "${CHAT_INPUT:-20}"
 
+# A job that prints a line every quarter second for about 3 s: long enough for live progress
+# to edit its status message at the default 2 s interval.
+ticker:
+  script:
+    - for i in $(seq 1 "${CHAT_INPUT:-12}"); do echo "tick $i"; sleep 0.25; done
+
 # One long line of x's, as `head -c N /dev/zero | tr '\0' x`: the hardest shape for a
 # line-oriented log pipeline. The shell baseline writes the same bytes to a file.
 big:
@@ -50,21 +56,38 @@ pub fn big_baseline_script(bytes: u64, file: &Path) -> String {
     )
 }
 
+/// How a server posts its replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replies {
+    /// No bot token: the reply goes to the command's `response_url` (the other measurements).
+    ResponseUrl,
+    /// A bot token, `live_progress: false`: as above, the baseline of the live measurement.
+    BotQuiet,
+    /// A bot token and live progress: a status message edited while the job runs, the result
+    /// in its thread.
+    BotLive,
+}
+
 /// The bench config (contract §2) for a server in `dir`, replying to the fake at `fake_host`.
-pub fn config_text(dir: &Path, fake_host: &str) -> String {
+pub fn config_text(dir: &Path, fake_host: &str, replies: Replies) -> String {
     let d = dir.display();
+    let (live, bot) = match replies {
+        Replies::ResponseUrl => ("", ""),
+        Replies::BotQuiet => ("\n  live_progress: false", "\n  bot_token: xoxb-bench"),
+        Replies::BotLive => ("\n  live_progress: true", "\n  bot_token: xoxb-bench"),
+    };
     format!(
         r#"# Written by chatops-bench.
 server:
   listen: 127.0.0.1:0
   data_dir: "{d}/data"
   max_concurrent_jobs: 2000
-  shutdown_grace: 1s
+  shutdown_grace: 1s{live}
 
 slack:
   signing_secret: "{secret}"
   api_url: "http://{fake_host}/api"
-  response_url_hosts: ["{fake_host}"]
+  response_url_hosts: ["{fake_host}"]{bot}
 
 projects:
   bench:
@@ -90,8 +113,18 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `chatops serve` (the binary at `bin`) on a fresh temporary setup.
+    /// Starts `chatops serve` (the binary at `bin`) on a fresh temporary setup, replying by
+    /// `response_url`.
     pub async fn chatops(bin: &Path, fake_host: &str) -> Result<ServerProcess, BenchError> {
+        Self::chatops_with(bin, fake_host, Replies::ResponseUrl).await
+    }
+
+    /// Starts `chatops serve` on a fresh temporary setup, replying as `replies` says.
+    pub async fn chatops_with(
+        bin: &Path,
+        fake_host: &str,
+        replies: Replies,
+    ) -> Result<ServerProcess, BenchError> {
         let dir = tempfile::Builder::new()
             .prefix("chatops-bench.")
             .tempdir()
@@ -99,7 +132,7 @@ impl ServerProcess {
         let project = dir.path().join("project");
         write(&project.join(".gitlab-ci.yml"), CI_FILE)?;
         let config = dir.path().join("chatops.yaml");
-        write(&config, &config_text(dir.path(), fake_host))?;
+        write(&config, &config_text(dir.path(), fake_host, replies))?;
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--config")
@@ -278,7 +311,7 @@ mod tests {
 
     #[test]
     fn config_points_slack_at_the_fake_and_the_project_at_the_dir() {
-        let text = config_text(Path::new("/tmp/x"), "127.0.0.1:4567");
+        let text = config_text(Path::new("/tmp/x"), "127.0.0.1:4567", Replies::ResponseUrl);
         assert!(text.contains("listen: 127.0.0.1:0"), "{text}");
         assert!(
             text.contains(r#"response_url_hosts: ["127.0.0.1:4567"]"#),
@@ -290,8 +323,28 @@ mod tests {
     }
 
     #[test]
-    fn ci_file_has_the_four_jobs() {
-        for job in ["manual-job:", "echo:", "sleep:", "big:"] {
+    fn live_configs_give_slack_a_bot_token_and_say_whether_progress_is_live() {
+        let dir = Path::new("/tmp/x");
+        let quiet = config_text(dir, "h:1", Replies::BotQuiet);
+        let live = config_text(dir, "h:1", Replies::BotLive);
+        for (text, on) in [(&quiet, "false"), (&live, "true")] {
+            assert!(text.contains("\n  bot_token: xoxb-bench\n"), "{text}");
+            let server = text.split("\nslack:").next().unwrap_or_default();
+            assert!(
+                server.contains(&format!("\n  live_progress: {on}\n")),
+                "{text}"
+            );
+        }
+        let plain = config_text(dir, "h:1", Replies::ResponseUrl);
+        assert!(
+            !plain.contains("bot_token") && !plain.contains("live_progress"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn ci_file_has_the_jobs() {
+        for job in ["manual-job:", "echo:", "sleep:", "ticker:", "big:"] {
             assert!(CI_FILE.lines().any(|l| l == job), "{job} missing");
         }
         assert!(CI_FILE.contains("when: manual"));

@@ -14,8 +14,16 @@ pub const COMMAND: &str = "/bench";
 pub const SECRET: &str = "chatops-bench-signing-secret";
 /// The user every command comes from (the project's `default_role: developer` lets it run jobs).
 pub const USER: &str = "UBENCH";
-/// The channel every command comes from.
-pub const CHANNEL: &str = "CBENCH";
+/// Command `n` comes from channel `CB{n}`: a bot post (a status message, a threaded result)
+/// names only its channel, so the fake platform tells commands apart by it.
+pub fn channel(n: u64) -> String {
+    format!("CB{n}")
+}
+
+/// The command number of a channel named by [`channel`].
+pub fn command_of_channel(channel: &str) -> Option<u64> {
+    channel.strip_prefix("CB")?.parse().ok()
+}
 
 /// `v0=` + hex(HMAC-SHA256(secret, `v0:{timestamp}:{body}`)): the `X-Slack-Signature` value.
 pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
@@ -53,11 +61,12 @@ pub struct SignedCommand {
 /// `trigger_id` unique, as Slack's are.
 pub fn command(text: &str, response_url: &str, n: u64) -> SignedCommand {
     let trigger = format!("{n}.{}.bench", unix_now());
+    let channel = channel(n);
     let fields: [(&str, &str); 12] = [
         ("token", "legacy-verification-token-unused"),
         ("team_id", "TBENCH"),
         ("team_domain", "bench"),
-        ("channel_id", CHANNEL),
+        ("channel_id", &channel),
         ("channel_name", "bench"),
         ("user_id", USER),
         ("user_name", "bench"),
@@ -111,6 +120,7 @@ mod tests {
         assert_eq!(get("text"), Some("run echo a&b=c"));
         assert_eq!(get("response_url"), Some("http://127.0.0.1:9/reply/7"));
         assert_eq!(get("user_id"), Some(USER));
+        assert_eq!(get("channel_id").and_then(command_of_channel), Some(7));
         assert!(get("trigger_id").is_some_and(|t| t.starts_with("7.")));
         assert_eq!(c.signature, sign(SECRET, &c.timestamp, c.body.as_bytes()));
     }
