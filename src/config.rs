@@ -594,7 +594,7 @@ fn job_user(
     name: &str,
     raw: &RawProject,
     server: &ServerConfig,
-) -> Result<Option<chatops_pipeline::executor::JobUser>, PathErr> {
+) -> Result<Option<chatops_exec::JobUser>, PathErr> {
     let (user, key) = match (&raw.job_user, &server.job_user) {
         (Some(u), _) => (
             u,
@@ -612,8 +612,8 @@ fn job_user(
     if user.is_empty() {
         return Ok(None);
     }
-    let resolved = chatops_pipeline::executor::JobUser::lookup(user)
-        .map_err(|e| (key.clone(), format!("{at}: {e}")))?;
+    let resolved =
+        chatops_exec::JobUser::lookup(user).map_err(|e| (key.clone(), format!("{at}: {e}")))?;
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     if euid != 0 && euid != resolved.uid {

@@ -6,7 +6,6 @@
 //! - [`pipeline`]: [`PipelineActor`](pipeline::PipelineActor) and its cloneable
 //!   [`PipelineHandle`]: permission, job lookup, limits and the queue.
 //! - [`watcher`]: one [`WatcherActor`](watcher::WatcherActor) per job: start, cancel, reply.
-//! - [`executor`]: the shell executor (process group, timeout, GitLab-runner-style trace).
 //! - [`outbox`]: replies are stored, then delivered by one lane per platform, with retries.
 //! - [`recovery`]: what a restart does about jobs the previous run left.
 //! - [`git`]: reading a project's repository at its branch's HEAD.
@@ -15,7 +14,6 @@
 //! - [`links`]: signed job-page links. [`metrics`]: typed events and the registry behind `/metrics`.
 
 pub mod cicache;
-pub mod executor;
 pub mod git;
 pub mod joblog;
 pub mod links;

@@ -55,7 +55,7 @@ pub struct ProjectSettings {
     pub members: Vec<Member>,
     /// Jobs run as this user (`projects.<name>.job_user`, else `server.job_user`); `None`: as
     /// the server's user.
-    pub job_user: Option<crate::executor::JobUser>,
+    pub job_user: Option<chatops_exec::JobUser>,
 }
 
 /// A chat user's role in a project.

@@ -12,7 +12,6 @@
 //! can land after it. The full reply goes into the status message's thread where the platform
 //! has threads.
 
-use crate::executor::{self, ExecHandle, ExecResult, ExecSpec};
 use crate::git::{self, Revision};
 use crate::joblog::Follower;
 use crate::messages::{self, JobRef};
@@ -22,6 +21,7 @@ use crate::pipeline::{predefined_variables, JobEnded, PipelineActor, Shared};
 use crate::settings::ProjectSettings;
 use actix::prelude::*;
 use chatops_core::{ChatAdapter, ChatCommand, JobId, JobStatus, OutputBlock, Retry, StatusMessage};
+use chatops_exec::{ExecHandle, ExecResult, ExecSpec, Executor, JobUser, LocalExecutor, Source};
 use chatops_store::JobUpdate;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -356,7 +356,7 @@ impl Handler<Start> for WatcherActor {
                     return;
                 }
             };
-            match executor::start(spec) {
+            match LocalExecutor.start(spec) {
                 Ok((handle, done)) => {
                     addr.do_send(Launched(handle));
                     let result = done.await;
@@ -592,8 +592,17 @@ async fn build_spec(
     Ok(ExecSpec {
         job_id: plan.id,
         job_name: plan.job.name.clone(),
+        project: plan.project.name.to_string(),
+        source: source_of(&plan.revision),
+        tags: Vec::new(),
         workdir,
         env,
+        secret_names: plan
+            .project
+            .secrets
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect(),
         before_script: plan.job.before_script.clone(),
         script: plan.job.script.clone(),
         after_script: plan.job.after_script.clone(),
@@ -605,10 +614,24 @@ async fn build_spec(
     })
 }
 
+/// What the job's files are, for the executor.
+fn source_of(revision: &Revision) -> Source {
+    match revision {
+        Revision::Folder { root } => Source::Folder(root.clone()),
+        Revision::Git {
+            repo, sha, branch, ..
+        } => Source::Git {
+            repo: repo.clone(),
+            sha: sha.clone(),
+            branch: branch.clone(),
+        },
+    }
+}
+
 /// Makes a fresh checkout the job user's (it was made by the server, private to it), and lets
 /// that user through the builds folder above it (`--x`, no listing): `data_dir` and `builds`
 /// are 0711 when a job user is configured, everything else in `data_dir` stays private.
-fn give_to(dir: &std::path::Path, user: &executor::JobUser) -> std::io::Result<()> {
+fn give_to(dir: &std::path::Path, user: &JobUser) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(builds) = dir.parent() {
         let mode = std::fs::metadata(builds)?.permissions().mode() & 0o7777;
