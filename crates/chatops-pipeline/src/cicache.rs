@@ -234,6 +234,8 @@ mod tests {
             default_role: Role::Developer,
             members: vec![],
             job_user: None,
+            executor: Default::default(),
+            tags: vec![],
         }
     }
 

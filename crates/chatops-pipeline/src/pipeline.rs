@@ -67,6 +67,8 @@ pub struct Shared {
     pub adapters: Adapters,
     pub links: LinkSigner,
     pub metrics: Metrics,
+    /// Where jobs run; the watcher picks per project.
+    pub executors: crate::executors::Executors,
     /// Every value masked in output ([`Settings::masked_values`]), worked out once: each job,
     /// page view and log stream masks with it.
     pub masked: Arc<[String]>,
@@ -115,15 +117,26 @@ impl PipelineHandle {
     /// running are marked interrupted, their process groups killed, their users told), then
     /// starts the outbox lanes (which deliver replies still pending) and the actor. Must run
     /// inside an actix `System`.
-    pub async fn start(settings: Settings, adapters: Adapters, store: Store) -> PipelineHandle {
+    pub async fn start(
+        settings: Settings,
+        adapters: Adapters,
+        executors: crate::executors::Executors,
+        store: Store,
+    ) -> PipelineHandle {
         let links = LinkSigner::new(settings.link_key.clone(), &settings.public_url);
         let metrics = Metrics::for_platforms(adapters.iter().map(|a| a.platform()));
         let masked = settings.masked_values().into();
+        for project in &settings.projects {
+            if let Err(message) = executors.for_project(project) {
+                tracing::warn!("{message}; its jobs fail until then");
+            }
+        }
         let shared = Arc::new(Shared {
             settings: Arc::new(settings),
             adapters,
             links,
             metrics,
+            executors,
             masked,
             jobs: DashMap::new(),
             ci_cache: Default::default(),

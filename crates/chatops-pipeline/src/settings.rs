@@ -56,6 +56,45 @@ pub struct ProjectSettings {
     /// Jobs run as this user (`projects.<name>.job_user`, else `server.job_user`); `None`: as
     /// the server's user.
     pub job_user: Option<chatops_exec::JobUser>,
+    /// `projects.<name>.executor`: where the project's jobs run.
+    pub executor: ExecutorKind,
+    /// `projects.<name>.tags`: which runners may take the project's jobs (`executor: runner`).
+    pub tags: Vec<String>,
+}
+
+/// Where a project's jobs run (`projects.<name>.executor`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExecutorKind {
+    /// In a shell on the chatops host (the default).
+    #[default]
+    Local,
+    /// On a GitLab Runner that polls chatops for jobs.
+    Runner,
+}
+
+impl ExecutorKind {
+    /// The config value that names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutorKind::Local => "local",
+            ExecutorKind::Runner => "runner",
+        }
+    }
+
+    /// Parses the config value; `None` for anything but `local` and `runner`.
+    pub fn parse(value: &str) -> Option<ExecutorKind> {
+        match value {
+            "local" => Some(ExecutorKind::Local),
+            "runner" => Some(ExecutorKind::Runner),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ExecutorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A chat user's role in a project.
@@ -159,6 +198,8 @@ mod tests {
                 role: Role::Maintainer,
             }],
             job_user: None,
+            executor: ExecutorKind::Local,
+            tags: vec![],
         };
         let slack = PlatformId::new("slack");
         assert_eq!(
