@@ -1,5 +1,6 @@
 //! [`Executors`]: the executors a server has, and which one runs a project's jobs.
 
+use crate::error::PipelineError;
 use crate::settings::{ExecutorKind, ProjectSettings};
 use chatops_exec::{Executor, LocalExecutor};
 use std::sync::Arc;
@@ -24,16 +25,14 @@ impl Executors {
     }
 
     /// The executor for `project`'s jobs, or what to tell the user when it has none.
-    pub fn for_project(&self, project: &ProjectSettings) -> Result<Arc<dyn Executor>, String> {
+    pub fn for_project(
+        &self,
+        project: &ProjectSettings,
+    ) -> Result<Arc<dyn Executor>, PipelineError> {
         match project.executor {
             ExecutorKind::Local => Ok(Arc::clone(&self.local)),
-            ExecutorKind::Runner => self.runner.clone().ok_or_else(|| {
-                let name = &project.name;
-                format!(
-                    "project `{name}` runs its jobs on GitLab runners (`projects.{name}.executor: runner`), \
-                     but this server has no runners set up: add them to the config, \
-                     or set `projects.{name}.executor: local`"
-                )
+            ExecutorKind::Runner => self.runner.clone().ok_or_else(|| PipelineError::NoRunners {
+                project: project.name.clone(),
             }),
         }
     }
@@ -51,5 +50,77 @@ impl std::fmt::Debug for Executors {
             .field("local", &self.local.name())
             .field("runner", &self.runner.as_ref().map(|r| r.name()))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chatops_core::{ProjectName, Role};
+    use chatops_exec::{BoxFuture, ExecHandle, ExecResult, ExecSpec};
+    use std::time::Duration;
+
+    /// An executor that never runs anything: only its name matters here.
+    struct Elsewhere;
+
+    impl Executor for Elsewhere {
+        fn name(&self) -> &'static str {
+            "runner"
+        }
+
+        fn needs_workdir(&self) -> bool {
+            false
+        }
+
+        fn start(
+            &self,
+            _spec: ExecSpec,
+        ) -> std::io::Result<(ExecHandle, BoxFuture<'static, ExecResult>)> {
+            Err(std::io::Error::other("not in this test"))
+        }
+    }
+
+    fn project(executor: ExecutorKind) -> ProjectSettings {
+        ProjectSettings {
+            name: ProjectName::new("ops"),
+            command: "/ops".into(),
+            repository: ".".into(),
+            branch: None,
+            ci_file: ".gitlab-ci.yml".into(),
+            timeout: Duration::from_secs(60),
+            max_concurrent_jobs: 1,
+            variables: vec![],
+            secrets: vec![],
+            default_role: Role::Developer,
+            members: vec![],
+            job_user: None,
+            executor,
+            tags: vec!["linux".into()],
+        }
+    }
+
+    #[test]
+    fn each_project_gets_the_executor_it_names() {
+        let mut executors = Executors::local_only();
+        let local = executors
+            .for_project(&project(ExecutorKind::Local))
+            .expect("local is always there");
+        assert_eq!((local.name(), local.needs_workdir()), ("shell", true));
+        let e = executors
+            .for_project(&project(ExecutorKind::Runner))
+            .err()
+            .expect("no runner executor installed");
+        assert!(matches!(&e, PipelineError::NoRunners { project } if project.as_str() == "ops"));
+        let message = e.to_string();
+        assert!(
+            message.contains("projects.ops.executor: runner")
+                && message.contains("projects.ops.executor: local"),
+            "{message}"
+        );
+        executors.runner = Some(Arc::new(Elsewhere));
+        let runner = executors
+            .for_project(&project(ExecutorKind::Runner))
+            .expect("installed now");
+        assert_eq!((runner.name(), runner.needs_workdir()), ("runner", false));
     }
 }

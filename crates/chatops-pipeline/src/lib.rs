@@ -5,6 +5,7 @@
 //! - [`settings`]: the server and project settings the pipeline runs on.
 //! - [`pipeline`]: [`PipelineActor`](pipeline::PipelineActor) and its cloneable
 //!   [`PipelineHandle`]: permission, job lookup, limits and the queue.
+//! - [`PipelineError`]: what the crate's fallible public API fails with.
 //! - [`executors`]: [`Executors`], the executors a server has (local, runner), picked per project.
 //! - [`watcher`]: one [`WatcherActor`](watcher::WatcherActor) per job: start, cancel, reply.
 //! - [`outbox`]: replies are stored, then delivered by one lane per platform, with retries.
@@ -15,6 +16,7 @@
 //! - [`links`]: signed job-page links. [`metrics`]: typed events and the registry behind `/metrics`.
 
 pub mod cicache;
+mod error;
 pub mod executors;
 pub mod git;
 pub mod joblog;
@@ -27,6 +29,7 @@ pub mod recovery;
 pub mod settings;
 pub mod watcher;
 
+pub use error::PipelineError;
 pub use executors::Executors;
 pub use pipeline::{Ack, JobView, PipelineHandle};
 pub use settings::{ExecutorKind, Member, ProjectSettings, Settings};

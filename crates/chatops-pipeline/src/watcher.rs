@@ -352,8 +352,8 @@ impl Handler<Start> for WatcherActor {
         actix::spawn(async move {
             let executor = match executor {
                 Ok(executor) => executor,
-                Err(message) => {
-                    addr.do_send(Exited(setup_failure(&plan, &message, started)));
+                Err(e) => {
+                    addr.do_send(Exited(setup_failure(&plan, &e.to_string(), started)));
                     return;
                 }
             };

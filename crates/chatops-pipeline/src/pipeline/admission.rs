@@ -5,6 +5,7 @@
 
 use super::actor::{Control, CreateJob, PipelineActor};
 use super::{Ack, Shared};
+use crate::error::PipelineError;
 use crate::git::Revision;
 use crate::messages::{self, JobRef};
 use crate::metrics::{CommandReceived, CommandRefused, JobFinished};
@@ -606,7 +607,7 @@ async fn load_ci(
     let loaded = tokio::task::spawn_blocking(move || shared2.ci_cache.load(&project2)).await;
     match loaded {
         Ok(Ok(loaded)) => Ok(loaded),
-        Ok(Err(message)) => Err(messages::ci_error(project.name.as_str(), &message)),
+        Ok(Err(e)) => Err(messages::ci_error(project.name.as_str(), &e.to_string())),
         Err(join) => {
             tracing::error!(error = %join, "CI loading task failed");
             Err(messages::internal_error("reading the CI file failed"))
@@ -615,7 +616,9 @@ async fn load_ci(
 }
 
 /// Blocking, uncached: resolves the revision and loads the CI file from it (`chatops check`).
-pub fn load_ci_blocking(project: &ProjectSettings) -> Result<(Revision, Arc<CiConfig>), String> {
+pub fn load_ci_blocking(
+    project: &ProjectSettings,
+) -> Result<(Revision, Arc<CiConfig>), PipelineError> {
     crate::cicache::CiCache::default().load(project)
 }
 
