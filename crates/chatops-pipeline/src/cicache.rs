@@ -216,26 +216,9 @@ impl Source for Recording {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatops_core::Role;
-    use std::time::Duration;
 
     fn project(root: &Path) -> ProjectSettings {
-        ProjectSettings {
-            name: ProjectName::new("p"),
-            command: "/p".into(),
-            repository: root.to_owned(),
-            branch: None,
-            ci_file: ".gitlab-ci.yml".into(),
-            timeout: Duration::from_secs(60),
-            max_concurrent_jobs: 1,
-            variables: vec![],
-            secrets: vec![],
-            default_role: Role::Developer,
-            members: vec![],
-            job_user: None,
-            executor: Default::default(),
-            tags: vec![],
-        }
+        ProjectSettings::for_tests("p", root)
     }
 
     fn names(ci: &CiConfig) -> Vec<String> {

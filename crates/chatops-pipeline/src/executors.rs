@@ -56,9 +56,7 @@ impl std::fmt::Debug for Executors {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatops_core::{ProjectName, Role};
     use chatops_exec::{BoxFuture, ExecHandle, ExecResult, ExecSpec};
-    use std::time::Duration;
 
     /// An executor that never runs anything: only its name matters here.
     struct Elsewhere;
@@ -82,20 +80,9 @@ mod tests {
 
     fn project(executor: ExecutorKind) -> ProjectSettings {
         ProjectSettings {
-            name: ProjectName::new("ops"),
-            command: "/ops".into(),
-            repository: ".".into(),
-            branch: None,
-            ci_file: ".gitlab-ci.yml".into(),
-            timeout: Duration::from_secs(60),
-            max_concurrent_jobs: 1,
-            variables: vec![],
-            secrets: vec![],
-            default_role: Role::Developer,
-            members: vec![],
-            job_user: None,
             executor,
             tags: vec!["linux".into()],
+            ..ProjectSettings::for_tests("ops", std::path::Path::new("."))
         }
     }
 

@@ -106,6 +106,28 @@ pub struct Member {
 }
 
 impl ProjectSettings {
+    /// A project for unit tests: `name`, the folder `root`, developers by default, one job
+    /// at a time, a minute's timeout, run locally.
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &str, root: &std::path::Path) -> ProjectSettings {
+        ProjectSettings {
+            name: ProjectName::new(name),
+            command: format!("/{name}"),
+            repository: root.to_owned(),
+            branch: None,
+            ci_file: ".gitlab-ci.yml".into(),
+            timeout: Duration::from_secs(60),
+            max_concurrent_jobs: 1,
+            variables: vec![],
+            secrets: vec![],
+            default_role: Role::Developer,
+            members: vec![],
+            job_user: None,
+            executor: ExecutorKind::Local,
+            tags: vec![],
+        }
+    }
+
     /// The role of a chat user: their `members` entry, else `default_role`.
     pub fn role_of(&self, platform: &PlatformId, user: &UserId) -> Role {
         self.members
