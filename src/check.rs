@@ -71,7 +71,7 @@ pub fn check(config: &Config) -> CheckReport {
                     Some(r) => not_committed(project, &r),
                     None => not_committed_unborn(project),
                 };
-                report.error = Some(hint.unwrap_or(e));
+                report.error = Some(hint.unwrap_or_else(|| e.to_string()));
             }
             Ok((revision, ci)) => {
                 report.set_revision(&revision);

@@ -5,7 +5,7 @@
 use chatops_core::{PlatformId, ProjectName, Role, UserId};
 use chatops_discord::DiscordConfig;
 use chatops_mattermost::MattermostConfig;
-use chatops_pipeline::{Member, ProjectSettings};
+use chatops_pipeline::{ExecutorKind, Member, ProjectSettings};
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 use std::fmt;
@@ -164,6 +164,13 @@ struct RawProject {
     /// Run this project's jobs as this system user (overrides `server.job_user`).
     #[serde(default)]
     job_user: Option<String>,
+    /// Where the project's jobs run: `local` (a shell on this host, the default) or `runner`
+    /// (GitLab runners polling chatops).
+    #[serde(default)]
+    executor: Option<String>,
+    /// Runner tags the project's jobs need (`executor: runner`).
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 fn default_ci_file() -> String {
@@ -568,6 +575,23 @@ fn project_settings(name: &str, raw: RawProject, base: &Path) -> Result<ProjectS
             format!("projects.{name}.command must be a slash command like `/{name}`"),
         ));
     }
+    let executor = match raw.executor.as_deref() {
+        None => ExecutorKind::Local,
+        Some(value) => ExecutorKind::parse(value).ok_or_else(|| {
+            (
+                at("executor"),
+                format!(
+                    "projects.{name}.executor: unknown executor `{value}`: use `local` (a shell on this host) or `runner` (GitLab runners)"
+                ),
+            )
+        })?,
+    };
+    if let Some(i) = raw.tags.iter().position(|t| t.trim().is_empty()) {
+        return Err((
+            at("tags"),
+            format!("projects.{name}.tags[{i}] is empty: give each tag a name, or remove it"),
+        ));
+    }
     let mut members = Vec::new();
     for entry in raw.members {
         members.push(member(name, &entry)?);
@@ -585,6 +609,8 @@ fn project_settings(name: &str, raw: RawProject, base: &Path) -> Result<ProjectS
         default_role: raw.default_role,
         members,
         job_user: None,
+        executor,
+        tags: raw.tags,
     })
 }
 
@@ -594,7 +620,7 @@ fn job_user(
     name: &str,
     raw: &RawProject,
     server: &ServerConfig,
-) -> Result<Option<chatops_pipeline::executor::JobUser>, PathErr> {
+) -> Result<Option<chatops_exec::JobUser>, PathErr> {
     let (user, key) = match (&raw.job_user, &server.job_user) {
         (Some(u), _) => (
             u,
@@ -612,8 +638,8 @@ fn job_user(
     if user.is_empty() {
         return Ok(None);
     }
-    let resolved = chatops_pipeline::executor::JobUser::lookup(user)
-        .map_err(|e| (key.clone(), format!("{at}: {e}")))?;
+    let resolved =
+        chatops_exec::JobUser::lookup(user).map_err(|e| (key.clone(), format!("{at}: {e}")))?;
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     if euid != 0 && euid != resolved.uid {
@@ -866,6 +892,42 @@ mod tests {
         assert_eq!(p.default_role, Role::Reporter);
         assert_eq!(p.members[0].role, Role::Maintainer);
         assert_eq!(c.data_dir, PathBuf::from("/base/data"));
+    }
+
+    #[test]
+    fn executor_defaults_to_local_and_takes_runner_with_tags() {
+        let c = load("projects:\n  a:\n    repository: r\n  b:\n    repository: r\n    executor: runner\n    tags: [linux, docker]\n  c:\n    repository: r\n    executor: local\n")
+            .unwrap();
+        let kinds: Vec<(ExecutorKind, Vec<String>)> = c
+            .projects
+            .iter()
+            .map(|p| (p.executor, p.tags.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (ExecutorKind::Local, vec![]),
+                (ExecutorKind::Runner, vec!["linux".into(), "docker".into()]),
+                (ExecutorKind::Local, vec![]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_executor_names_its_key_line_and_the_two_values() {
+        let e = load("projects:\n  demo:\n    repository: r\n    executor: docker\n").unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(
+            e.message
+                .starts_with("projects.demo.executor: unknown executor `docker`"),
+            "{e}"
+        );
+        assert!(
+            e.message.contains("`local`") && e.message.contains("`runner`"),
+            "{e}"
+        );
+        let e = load("projects:\n  demo:\n    repository: r\n    tags: [ok, \" \"]\n").unwrap_err();
+        assert!(e.message.contains("projects.demo.tags[1] is empty"), "{e}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod remote;
 
 use anyhow::Context as _;
 use chatops_core::{Adapters, ChatAdapter, SystemClock};
-use chatops_pipeline::{PipelineHandle, Settings};
+use chatops_pipeline::{Executors, PipelineHandle, Settings};
 use config::Config;
 use std::future::Future;
 use std::io::{Read, Write};
@@ -71,7 +71,8 @@ impl Application {
         warn_about_windows(&adapters, &settings);
         // Replies to commands the command line handed over go back to it through the store.
         adapters.register(Arc::new(console::ConsoleAdapter::relay(store.clone())));
-        let pipeline = PipelineHandle::start(settings, adapters.clone(), store).await;
+        let pipeline =
+            PipelineHandle::start(settings, adapters.clone(), Executors::local_only(), store).await;
         actix_rt::spawn(remote::serve_requests(pipeline.clone()));
         let state = chatops_web::WebState {
             pipeline: pipeline.clone(),

@@ -6,7 +6,7 @@ use chatops::config::{Config, LoadMode};
 use chatops::console::{self, ConsoleAdapter};
 use chatops::Application;
 use chatops_core::{JobId, JobStatus};
-use chatops_pipeline::PipelineHandle;
+use chatops_pipeline::{Executors, PipelineHandle};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -386,7 +386,7 @@ async fn attach(config: &Config, command: &str) -> Result<Attached, ExitCode> {
     adapters.register(Arc::new(adapter));
     let settings = chatops::settings(config, public_url, key);
     let store = chatops::open_store(&settings).map_err(|e| fail(&format!("{e:#}")))?;
-    let pipeline = PipelineHandle::start(settings, adapters, store).await;
+    let pipeline = PipelineHandle::start(settings, adapters, Executors::local_only(), store).await;
     Ok(Attached::Local {
         _lock: lock,
         pipeline,

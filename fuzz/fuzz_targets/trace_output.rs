@@ -11,7 +11,7 @@
 //! character but tab and line feed.
 #![no_main]
 
-use chatops_core::output::{mask_secrets, strip_ansi, OutputCollector, SecretMasker};
+use chatops_exec::output::{mask_secrets, strip_ansi, OutputCollector, SecretMasker};
 use chatops_core::{ChatAdapter, Inline, Reply, Tone};
 use libfuzzer_sys::fuzz_target;
 

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod conformance;
 mod durability;
+mod executors;
 mod helpers;
 mod isolation;
 mod live;

@@ -7,12 +7,10 @@
 //! - [`role`]: GitLab's role ladder and who may run jobs.
 //! - [`reply`]: the platform-neutral reply model that adapters render.
 //! - [`adapter`]: the [`ChatAdapter`] trait a chat platform implements, its capabilities as data.
-//! - [`output`]: the job trace format (GitLab-runner style) and how a reply's output is cut from it.
 
 pub mod adapter;
 pub mod command;
 pub mod ids;
-pub mod output;
 pub mod reply;
 pub mod role;
 

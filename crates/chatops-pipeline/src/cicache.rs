@@ -12,6 +12,7 @@
 //!
 //! Checking an entry costs a few `stat`s; a miss loads as before, off the actor thread.
 
+use crate::error::PipelineError;
 use crate::git::{self, GitSource, Revision};
 use crate::settings::ProjectSettings;
 use chatops_ci::{CiConfig, DirSource, Source, Variables};
@@ -71,7 +72,10 @@ impl CiCache {
     }
 
     /// Loads the project's CI file (blocking: git and file I/O) and caches it.
-    pub fn load(&self, project: &ProjectSettings) -> Result<(Revision, Arc<CiConfig>), String> {
+    pub fn load(
+        &self,
+        project: &ProjectSettings,
+    ) -> Result<(Revision, Arc<CiConfig>), PipelineError> {
         let previous = self
             .entries
             .lock()
@@ -82,8 +86,7 @@ impl CiCache {
             (Some(prev), Some(stamps)) if prev.ref_stamps == *stamps && !stamps.is_empty() => {
                 prev.revision.clone()
             }
-            _ => git::resolve(&project.repository, project.branch.as_deref())
-                .map_err(|e| e.to_string())?,
+            _ => git::resolve(&project.repository, project.branch.as_deref())?,
         };
         let vars = include_variables(project, &revision);
         let (ci, file_stamps) = match &revision {
@@ -94,21 +97,17 @@ impl CiCache {
                 });
                 let ci = match same_commit {
                     Some(ci) => ci,
-                    None => Arc::new(
-                        chatops_ci::load_with(
-                            &GitSource::new(repo, sha.clone()),
-                            &project.ci_file,
-                            &vars,
-                        )
-                        .map_err(|e| e.to_string())?,
-                    ),
+                    None => Arc::new(chatops_ci::load_with(
+                        &GitSource::new(repo, sha.clone()),
+                        &project.ci_file,
+                        &vars,
+                    )?),
                 };
                 (ci, None)
             }
             Revision::Folder { root } => {
                 let source = Recording::new(root);
-                let ci = chatops_ci::load_with(&source, &project.ci_file, &vars)
-                    .map_err(|e| e.to_string())?;
+                let ci = chatops_ci::load_with(&source, &project.ci_file, &vars)?;
                 (Arc::new(ci), source.stamps())
             }
         };
@@ -217,24 +216,9 @@ impl Source for Recording {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chatops_core::Role;
-    use std::time::Duration;
 
     fn project(root: &Path) -> ProjectSettings {
-        ProjectSettings {
-            name: ProjectName::new("p"),
-            command: "/p".into(),
-            repository: root.to_owned(),
-            branch: None,
-            ci_file: ".gitlab-ci.yml".into(),
-            timeout: Duration::from_secs(60),
-            max_concurrent_jobs: 1,
-            variables: vec![],
-            secrets: vec![],
-            default_role: Role::Developer,
-            members: vec![],
-            job_user: None,
-        }
+        ProjectSettings::for_tests("p", root)
     }
 
     fn names(ci: &CiConfig) -> Vec<String> {

@@ -6,7 +6,7 @@
 //! of the file (a read that starts in the middle of a secret or an escape could show part of
 //! one). Nothing in chatops shows a log any other way.
 
-use chatops_core::output::{ColourLogView, LogView};
+use chatops_exec::output::{ColourLogView, LogView};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 

@@ -5,8 +5,9 @@
 //! - [`settings`]: the server and project settings the pipeline runs on.
 //! - [`pipeline`]: [`PipelineActor`](pipeline::PipelineActor) and its cloneable
 //!   [`PipelineHandle`]: permission, job lookup, limits and the queue.
+//! - [`PipelineError`]: what the crate's fallible public API fails with.
+//! - [`executors`]: [`Executors`], the executors a server has (local, runner), picked per project.
 //! - [`watcher`]: one [`WatcherActor`](watcher::WatcherActor) per job: start, cancel, reply.
-//! - [`executor`]: the shell executor (process group, timeout, GitLab-runner-style trace).
 //! - [`outbox`]: replies are stored, then delivered by one lane per platform, with retries.
 //! - [`recovery`]: what a restart does about jobs the previous run left.
 //! - [`git`]: reading a project's repository at its branch's HEAD.
@@ -15,7 +16,8 @@
 //! - [`links`]: signed job-page links. [`metrics`]: typed events and the registry behind `/metrics`.
 
 pub mod cicache;
-pub mod executor;
+mod error;
+pub mod executors;
 pub mod git;
 pub mod joblog;
 pub mod links;
@@ -27,5 +29,7 @@ pub mod recovery;
 pub mod settings;
 pub mod watcher;
 
+pub use error::PipelineError;
+pub use executors::Executors;
 pub use pipeline::{Ack, JobView, PipelineHandle};
-pub use settings::{Member, ProjectSettings, Settings};
+pub use settings::{ExecutorKind, Member, ProjectSettings, Settings};

@@ -139,7 +139,7 @@ fn kill_marked_processes(markers: &[String]) -> HashMap<String, usize> {
     groups.dedup();
     for pgid in groups {
         // Refuses group ids <= 1 and chatops' own group.
-        crate::executor::kill_process_group(pgid);
+        chatops_exec::kill_process_group(pgid);
     }
     found
 }

@@ -55,7 +55,46 @@ pub struct ProjectSettings {
     pub members: Vec<Member>,
     /// Jobs run as this user (`projects.<name>.job_user`, else `server.job_user`); `None`: as
     /// the server's user.
-    pub job_user: Option<crate::executor::JobUser>,
+    pub job_user: Option<chatops_exec::JobUser>,
+    /// `projects.<name>.executor`: where the project's jobs run.
+    pub executor: ExecutorKind,
+    /// `projects.<name>.tags`: which runners may take the project's jobs (`executor: runner`).
+    pub tags: Vec<String>,
+}
+
+/// Where a project's jobs run (`projects.<name>.executor`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExecutorKind {
+    /// In a shell on the chatops host (the default).
+    #[default]
+    Local,
+    /// On a GitLab Runner that polls chatops for jobs.
+    Runner,
+}
+
+impl ExecutorKind {
+    /// The config value that names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutorKind::Local => "local",
+            ExecutorKind::Runner => "runner",
+        }
+    }
+
+    /// Parses the config value; `None` for anything but `local` and `runner`.
+    pub fn parse(value: &str) -> Option<ExecutorKind> {
+        match value {
+            "local" => Some(ExecutorKind::Local),
+            "runner" => Some(ExecutorKind::Runner),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ExecutorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A chat user's role in a project.
@@ -67,6 +106,28 @@ pub struct Member {
 }
 
 impl ProjectSettings {
+    /// A project for unit tests: `name`, the folder `root`, developers by default, one job
+    /// at a time, a minute's timeout, run locally.
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &str, root: &std::path::Path) -> ProjectSettings {
+        ProjectSettings {
+            name: ProjectName::new(name),
+            command: format!("/{name}"),
+            repository: root.to_owned(),
+            branch: None,
+            ci_file: ".gitlab-ci.yml".into(),
+            timeout: Duration::from_secs(60),
+            max_concurrent_jobs: 1,
+            variables: vec![],
+            secrets: vec![],
+            default_role: Role::Developer,
+            members: vec![],
+            job_user: None,
+            executor: ExecutorKind::Local,
+            tags: vec![],
+        }
+    }
+
     /// The role of a chat user: their `members` entry, else `default_role`.
     pub fn role_of(&self, platform: &PlatformId, user: &UserId) -> Role {
         self.members
@@ -159,6 +220,8 @@ mod tests {
                 role: Role::Maintainer,
             }],
             job_user: None,
+            executor: ExecutorKind::Local,
+            tags: vec![],
         };
         let slack = PlatformId::new("slack");
         assert_eq!(

@@ -12,7 +12,6 @@
 //! can land after it. The full reply goes into the status message's thread where the platform
 //! has threads.
 
-use crate::executor::{self, ExecHandle, ExecResult, ExecSpec};
 use crate::git::{self, Revision};
 use crate::joblog::Follower;
 use crate::messages::{self, JobRef};
@@ -22,6 +21,7 @@ use crate::pipeline::{predefined_variables, JobEnded, PipelineActor, Shared};
 use crate::settings::ProjectSettings;
 use actix::prelude::*;
 use chatops_core::{ChatAdapter, ChatCommand, JobId, JobStatus, OutputBlock, Retry, StatusMessage};
+use chatops_exec::{ExecHandle, ExecResult, ExecSpec, JobUser, Source};
 use chatops_store::JobUpdate;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -348,7 +348,16 @@ impl Handler<Start> for WatcherActor {
         // Every project's secrets and the server's own: a job can print more than its
         // project's (issue #9: another project's secrets, the server's tokens).
         let secrets = Arc::clone(&self.shared.masked);
+        let executor = self.shared.executors.for_project(&plan.project);
         actix::spawn(async move {
+            let executor = match executor {
+                Ok(executor) => executor,
+                Err(e) => {
+                    addr.do_send(Exited(setup_failure(&plan, &e.to_string(), started)));
+                    return;
+                }
+            };
+            let checkout = executor.needs_workdir().then_some(checkout);
             let spec = match build_spec(&plan, checkout, scratch, secrets).await {
                 Ok(spec) => spec,
                 Err(message) => {
@@ -356,14 +365,14 @@ impl Handler<Start> for WatcherActor {
                     return;
                 }
             };
-            match executor::start(spec) {
+            match executor.start(spec) {
                 Ok((handle, done)) => {
                     addr.do_send(Launched(handle));
                     let result = done.await;
                     addr.do_send(Exited(result));
                 }
                 Err(e) => {
-                    let message = format!("could not start the job's shell: {e}");
+                    let message = format!("could not start the job's {}: {e}", executor.name());
                     addr.do_send(Exited(setup_failure(&plan, &message, started)));
                 }
             }
@@ -543,10 +552,12 @@ pub fn job_environment(plan: &JobPlan, workdir: &std::path::Path) -> Vec<(String
     env
 }
 
-/// Prepares the working copy (a fresh checkout for git) and the executor's spec.
+/// Prepares the working copy (a fresh checkout for git, at `checkout`) and the executor's
+/// spec. `checkout` is `None` for an executor that needs no working copy here: the spec's
+/// `workdir` is empty then.
 async fn build_spec(
     plan: &JobPlan,
-    checkout: PathBuf,
+    checkout: Option<PathBuf>,
     scratch: PathBuf,
     secrets: Arc<[String]>,
 ) -> Result<ExecSpec, String> {
@@ -567,9 +578,10 @@ async fn build_spec(
             plan.log_path.display()
         ));
     }
-    let workdir = match &plan.revision {
-        Revision::Folder { root } => root.clone(),
-        Revision::Git { repo, sha, .. } => {
+    let workdir = match (&plan.revision, checkout) {
+        (_, None) => PathBuf::new(),
+        (Revision::Folder { root }, Some(_)) => root.clone(),
+        (Revision::Git { repo, sha, .. }, Some(checkout)) => {
             git::checkout(repo, sha, &checkout)
                 .await
                 .map_err(|e| format!("could not check out {sha}: {e}"))?;
@@ -588,12 +600,25 @@ async fn build_spec(
             checkout
         }
     };
-    let env = job_environment(plan, &workdir);
+    let mut env = job_environment(plan, &workdir);
+    if workdir.as_os_str().is_empty() {
+        // The executor knows where the job's folder is; an empty one would mislead.
+        env.retain(|(key, _)| key != "CI_PROJECT_DIR");
+    }
     Ok(ExecSpec {
         job_id: plan.id,
         job_name: plan.job.name.clone(),
+        project: plan.project.name.to_string(),
+        source: source_of(&plan.revision),
+        tags: plan.project.tags.clone(),
         workdir,
         env,
+        secret_names: plan
+            .project
+            .secrets
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect(),
         before_script: plan.job.before_script.clone(),
         script: plan.job.script.clone(),
         after_script: plan.job.after_script.clone(),
@@ -605,10 +630,24 @@ async fn build_spec(
     })
 }
 
+/// What the job's files are, for the executor.
+fn source_of(revision: &Revision) -> Source {
+    match revision {
+        Revision::Folder { root } => Source::Folder(root.clone()),
+        Revision::Git {
+            repo, sha, branch, ..
+        } => Source::Git {
+            repo: repo.clone(),
+            sha: sha.clone(),
+            branch: branch.clone(),
+        },
+    }
+}
+
 /// Makes a fresh checkout the job user's (it was made by the server, private to it), and lets
 /// that user through the builds folder above it (`--x`, no listing): `data_dir` and `builds`
 /// are 0711 when a job user is configured, everything else in `data_dir` stays private.
-fn give_to(dir: &std::path::Path, user: &executor::JobUser) -> std::io::Result<()> {
+fn give_to(dir: &std::path::Path, user: &JobUser) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(builds) = dir.parent() {
         let mode = std::fs::metadata(builds)?.permissions().mode() & 0o7777;

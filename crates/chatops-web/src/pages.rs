@@ -165,7 +165,7 @@ pub(crate) async fn job_page(
             // The input is what the user typed: shown escaped, and masked like the log (a
             // user could paste a secret).
             let masked =
-                chatops_core::output::mask_secrets(&record.input, &state.pipeline.shared().masked);
+                chatops_exec::output::mask_secrets(&record.input, &state.pipeline.shared().masked);
             format!("<code>{}</code>", html_escape(&masked))
         };
         details.push(("Input", input));
@@ -479,7 +479,7 @@ fn ansi_html(text: &str) -> String {
     let converter = CONVERTER.get_or_init(ansi_to_html::Converter::new);
     converter
         .convert(text)
-        .unwrap_or_else(|_| html_escape(&chatops_core::output::strip_ansi(text)))
+        .unwrap_or_else(|_| html_escape(&chatops_exec::output::strip_ansi(text)))
 }
 
 fn not_found() -> HttpResponse {

@@ -25,7 +25,7 @@
 //! tails compact themselves when they reach twice their size (each byte is copied at most
 //! twice). About 2–3 GB/s on one core.
 
-use crate::reply::OutputBlock;
+use chatops_core::OutputBlock;
 
 /// The section around `before_script` + `script` (GitLab Runner ≥ 13.1).
 pub const STEP_SCRIPT: &str = "step_script";

@@ -32,30 +32,29 @@
 //!   (bounded) until the group is gone, reaping members it is the parent of (as when chatops is
 //!   PID 1 in a container).
 //! - With a [`JobUser`], each shell drops to that user (groups, gid, uid) before it starts.
-//! - The trace (GitLab-runner style: [`chatops_core::output`]) streams to `log_path` with
-//!   secrets masked (every secret the server knows, not only the project's; readers clean and
-//!   mask again: [`crate::joblog`]), while an [`OutputCollector`] keeps bounded tails for the reply. Reads grow
+//! - The trace (GitLab-runner style: [`crate::output`]) streams through a [`TraceSink`] to
+//!   `log_path` with secrets masked (every secret the server knows, not only the project's;
+//!   readers clean and mask again: chatops-pipeline's `joblog`), while its collector keeps
+//!   bounded tails for the reply. Reads grow
 //!   from 4 KiB to 64 KiB (a pipe's size) when output floods, so idle jobs stay small.
 //!
 //! Everything is async on the caller's Tokio runtime (actix's current-thread one): no thread
 //! per job.
 
-use chatops_core::output::{
-    self, OutputCollector, SecretMasker, AFTER_SCRIPT, STEP_SCRIPT, STEP_SCRIPT_HEADER,
-};
+use crate::output::{self, AFTER_SCRIPT, STEP_SCRIPT, STEP_SCRIPT_HEADER};
+use crate::trace::{TraceSink, TraceStats, REPLY_TAIL_BYTES};
+use crate::{BoxFuture, ExecHandle, ExecResult, ExecSpec, Executor, JobControl, JobUser};
 use chatops_core::reply::format_duration;
-use chatops_core::{JobId, JobStatus, OutputBlock};
+use chatops_core::{JobStatus, OutputBlock};
 use std::ffi::{OsStr, OsString};
-use std::fmt;
-use std::fs::File;
 use std::future::Future;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;
@@ -63,9 +62,6 @@ use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
-/// How much of each candidate reply output the collector keeps (the end of it). Above every
-/// platform's message limit, so the adapters still choose the cut.
-pub const REPLY_TAIL_BYTES: usize = 64 * 1024;
 /// `after_script`'s own timeout, as in GitLab.
 pub const AFTER_SCRIPT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// Between SIGTERM and SIGKILL at a timeout or cancel.
@@ -91,180 +87,20 @@ const READ_BUF_MIN: usize = 4 * 1024;
 /// get there.)
 const READ_BUF_MAX: usize = 64 * 1024;
 
-/// What to run, where, and with what.
-#[derive(Clone)]
-pub struct ExecSpec {
-    pub job_id: JobId,
-    pub job_name: String,
-    pub workdir: PathBuf,
-    /// The job's variables, complete (the lead builds them per contract §4). The child gets these
-    /// plus a small safe base from the server's environment (PATH, HOME, USER, LOGNAME, SHELL, LANG,
-    /// LC_*, TZ, TMPDIR, TERM): never the server's other variables (they hold chatops' secrets).
-    /// Later entries win over earlier ones with the same name.
-    pub env: Vec<(String, String)>,
-    pub before_script: Vec<String>,
-    pub script: Vec<String>,
-    pub after_script: Vec<String>,
-    /// For `before_script` + `script`; `after_script` has [`AFTER_SCRIPT_TIMEOUT`].
-    pub timeout: Duration,
-    /// Created/truncated; parent dirs created.
-    pub log_path: PathBuf,
-    /// Masked in the log file and in the reply.
-    pub secrets: Arc<[String]>,
-    /// A folder for script files, created only when a script is too big to pass to the shell
-    /// as an argument (over 64 KiB); usually it is never created.
-    pub scratch_dir: PathBuf,
-    /// Run the shells as this user (`server.job_user` / `projects.<name>.job_user`) instead of
-    /// the server's. `None`: the server's user.
-    pub user: Option<JobUser>,
-}
+/// The shell executor: runs jobs on this host (see the module doc). Stateless: every job's
+/// state lives in its future and its handle.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LocalExecutor;
 
-/// A system user jobs run as: resolved once, when the config is loaded, so the spawn only
-/// makes async-signal-safe calls (setgroups, setgid, setuid) between fork and exec.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobUser {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    /// Supplementary groups (as `initgroups` would set them).
-    pub groups: Vec<u32>,
-    /// The user's home, from the password database.
-    pub home: PathBuf,
-}
-
-impl JobUser {
-    /// Looks `name` up in the password and group databases.
-    pub fn lookup(name: &str) -> Result<JobUser, String> {
-        let c_name = std::ffi::CString::new(name)
-            .map_err(|_| format!("`{name}` is not a user name (it holds a NUL byte)"))?;
-        // SAFETY: getpwnam_r with a zeroed passwd, a buffer we own and its length; the
-        // strings it points `pwd` into live in `buf`, read before `buf` goes.
-        let (uid, gid, home) = unsafe {
-            let mut pwd: libc::passwd = std::mem::zeroed();
-            let mut result: *mut libc::passwd = std::ptr::null_mut();
-            let mut buf = vec![0 as libc::c_char; 16 * 1024];
-            let rc = libc::getpwnam_r(
-                c_name.as_ptr(),
-                &mut pwd,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            );
-            if rc != 0 || result.is_null() {
-                return Err(format!(
-                    "no user `{name}` on this system (create it, or fix the name)"
-                ));
-            }
-            let home = if pwd.pw_dir.is_null() {
-                PathBuf::from("/")
-            } else {
-                PathBuf::from(<OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
-                    std::ffi::CStr::from_ptr(pwd.pw_dir).to_bytes(),
-                ))
-            };
-            (pwd.pw_uid, pwd.pw_gid, home)
-        };
-        let mut groups: Vec<libc::gid_t> = vec![0; 64];
-        loop {
-            let mut n = libc::c_int::try_from(groups.len()).unwrap_or(libc::c_int::MAX);
-            // SAFETY: `groups` has room for `n` entries; getgrouplist writes at most `n` and
-            // sets `n` to the number it needs.
-            let rc =
-                unsafe { libc::getgrouplist(c_name.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
-            let needed = usize::try_from(n).unwrap_or(0);
-            if rc >= 0 {
-                groups.truncate(needed);
-                break;
-            }
-            if needed <= groups.len() || needed > 65536 {
-                groups = vec![gid];
-                break;
-            }
-            groups.resize(needed, 0);
-        }
-        Ok(JobUser {
-            name: name.to_owned(),
-            uid,
-            gid,
-            groups,
-            home,
-        })
-    }
-}
-
-impl fmt::Debug for ExecSpec {
-    /// Variable values and secrets stay out of debug output: they may be secret.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
-        f.debug_struct("ExecSpec")
-            .field("job_id", &self.job_id)
-            .field("job_name", &self.job_name)
-            .field("workdir", &self.workdir)
-            .field("env_names", &names)
-            .field("before_script", &self.before_script)
-            .field("script", &self.script)
-            .field("after_script", &self.after_script)
-            .field("timeout", &self.timeout)
-            .field("log_path", &self.log_path)
-            .field("secrets", &self.secrets.len())
-            .field("scratch_dir", &self.scratch_dir)
-            .field("user", &self.user.as_ref().map(|u| &u.name))
-            .finish()
-    }
-}
-
-/// A running job, seen from outside: cancel it, find its process group. Cheap to clone and
-/// `Send`, so it can travel in actor messages.
-#[derive(Clone, Debug)]
-pub struct ExecHandle {
-    shared: Arc<Shared>,
-}
-
-impl ExecHandle {
-    /// Cancel: kill the step's process group (TERM, then KILL after a short grace), run
-    /// after_script, finish with JobStatus::Canceled { by }. A cancel while after_script runs
-    /// stops after_script too (and the job reads as canceled if its script had succeeded).
-    /// After the job ended it does nothing.
-    pub fn cancel(&self, by: Option<String>) {
-        {
-            let mut requests = lock(&self.shared.cancel);
-            requests.count += 1;
-            if requests.by.is_none() {
-                requests.by = by;
-            }
-        }
-        // A stored permit if the job is not waiting right now: the request is not lost.
-        self.shared.notify.notify_one();
+impl Executor for LocalExecutor {
+    fn name(&self) -> &'static str {
+        "shell"
     }
 
-    /// The process group of the running shell (step or after_script), for tests and restart
-    /// recovery; `None` between shells and after the end.
-    pub fn pgid(&self) -> Option<i32> {
-        match self.shared.pgid.load(Ordering::Relaxed) {
-            0 => None,
-            pgid => Some(pgid),
-        }
+    fn start(&self, spec: ExecSpec) -> io::Result<(ExecHandle, BoxFuture<'static, ExecResult>)> {
+        let (handle, job) = start(spec)?;
+        Ok((handle, Box::pin(job)))
     }
-
-    /// Bytes of trace written to the log so far (a live log can read the file up to here).
-    pub fn log_bytes(&self) -> u64 {
-        self.shared.log_bytes.load(Ordering::Relaxed)
-    }
-
-    /// The most memory the reply collector held for this job (known once the job ended).
-    pub fn peak_retained_bytes(&self) -> usize {
-        self.shared.peak_retained.load(Ordering::Relaxed)
-    }
-}
-
-/// How a job ended.
-#[derive(Clone, Debug)]
-pub struct ExecResult {
-    /// Succeeded | Failed{exit_code} | TimedOut{after} | Canceled{by}
-    pub status: JobStatus,
-    pub output: OutputBlock,
-    pub duration: Duration,
-    pub log_bytes: u64,
 }
 
 /// Starts the job (the step_script shell) right away; the returned future drives it to the end
@@ -275,9 +111,12 @@ pub struct ExecResult {
 ///
 /// The synchronous part is kept small because it runs on the thread of every actor: one
 /// `open` for the log and the spawn; no per-job folder or script file.
-pub fn start(
+fn start(
     spec: ExecSpec,
-) -> io::Result<(ExecHandle, impl Future<Output = ExecResult> + 'static)> {
+) -> io::Result<(
+    ExecHandle,
+    impl Future<Output = ExecResult> + Send + 'static,
+)> {
     let started = Instant::now();
     // Registering the pipe and the child needs a runtime; without one tokio would panic.
     if tokio::runtime::Handle::try_current().is_err() {
@@ -286,15 +125,15 @@ pub fn start(
         ));
     }
     let shell = shell();
-    let log = create_log(&spec.log_path)?;
+    let sink = TraceSink::open(&spec.log_path, Arc::clone(&spec.secrets), REPLY_TAIL_BYTES)?;
 
     let step_commands = commands(spec.before_script.iter().chain(&spec.script));
     let single_command = commands(&spec.before_script).is_empty() && step_commands.len() == 1;
     let step_script = script_text(shell, STEP_SCRIPT, &step_commands);
     let env = child_env(&spec.env, spec.user.as_ref(), &spec.workdir);
 
-    let shared = Arc::new(Shared::default());
-    let mut trace = Trace::new(log, &spec, shared.clone());
+    let shared = Arc::new(Shared::new(sink.stats()));
+    let mut trace = Trace::new(sink);
     let now = unix_now();
     trace.runner(&format!(
         "Running with chatops {}\n",
@@ -335,7 +174,7 @@ pub fn start(
         shared: shared.clone(),
         spec,
     };
-    Ok((ExecHandle { shared }, run(job, step)))
+    Ok((ExecHandle::new(shared), run(job, step)))
 }
 
 /// Kills a whole process group (used by the timeout, cancel, and restart recovery) with
@@ -347,15 +186,48 @@ pub fn kill_process_group(pgid: i32) {
 }
 
 /// State shared between the job's future and its handles.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     cancel: Mutex<CancelRequests>,
     /// Wakes the job's future when a cancel arrives.
     notify: Notify,
     /// 0 when no shell runs.
     pgid: AtomicI32,
-    log_bytes: AtomicU64,
-    peak_retained: AtomicUsize,
+    /// The trace sink's figures.
+    trace: Arc<TraceStats>,
+}
+
+impl JobControl for Shared {
+    /// Kills the step's process group (TERM, then KILL after a short grace), runs
+    /// after_script, finishes with `JobStatus::Canceled { by }`. A cancel while after_script
+    /// runs stops after_script too (and the job reads as canceled if its script had
+    /// succeeded).
+    fn cancel(&self, by: Option<String>) {
+        {
+            let mut requests = lock(&self.cancel);
+            requests.count += 1;
+            if requests.by.is_none() {
+                requests.by = by;
+            }
+        }
+        // A stored permit if the job is not waiting right now: the request is not lost.
+        self.notify.notify_one();
+    }
+
+    fn pgid(&self) -> Option<i32> {
+        match self.pgid.load(Ordering::Relaxed) {
+            0 => None,
+            pgid => Some(pgid),
+        }
+    }
+
+    fn log_bytes(&self) -> u64 {
+        self.trace.log_bytes()
+    }
+
+    fn peak_retained_bytes(&self) -> usize {
+        self.trace.peak_retained_bytes()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -367,6 +239,15 @@ struct CancelRequests {
 }
 
 impl Shared {
+    fn new(trace: Arc<TraceStats>) -> Shared {
+        Shared {
+            cancel: Mutex::default(),
+            notify: Notify::new(),
+            pgid: AtomicI32::new(0),
+            trace,
+        }
+    }
+
     fn cancel_count(&self) -> u64 {
         lock(&self.cancel).count
     }
@@ -462,7 +343,7 @@ async fn run(mut job: Job, step: Running) -> ExecResult {
         started,
         ..
     } = job;
-    let (output, log_bytes) = trace.finish(single_command, &spec.secrets);
+    let (output, log_bytes) = trace.finish(single_command);
     let duration = started.elapsed();
     // Debug: the watcher logs every job's end at info, with the same figures.
     tracing::debug!(job = %spec.job_id, status = status.name(), log_bytes, ?duration, "job ended");
@@ -903,39 +784,6 @@ fn is_safe_base(name: &OsStr) -> bool {
         .is_some_and(|name| SAFE_BASE_ENV.contains(&name) || name.starts_with("LC_"))
 }
 
-/// Opens (creates, truncates) the job's log. The folder is nearly always there already, so it
-/// is created only when the open says it is missing. (The watcher creates the file beforehand
-/// on the blocking pool, so this open allocates no inode on the actor thread: on ext4 without
-/// a journal that is slow after deletions.)
-///
-/// No `O_TRUNC`: on ext4, truncating a file, even an empty one, marks it to be flushed to
-/// disk when closed (`auto_da_alloc`), which put the whole log's writeback on the actor
-/// thread at the job's end. Only a log that has content is cut, with `ftruncate`.
-fn create_log(path: &Path) -> io::Result<File> {
-    let open = || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            // Cut below, only when there is something to cut.
-            .truncate(false)
-            .open(path)
-    };
-    let file = match open() {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                Some(parent) => std::fs::create_dir_all(parent)?,
-                None => return Err(e),
-            }
-            open()?
-        }
-        opened => opened?,
-    };
-    if file.metadata()?.len() > 0 {
-        file.set_len(0)?;
-    }
-    Ok(file)
-}
-
 /// How a shell gets its script.
 #[derive(Clone, Copy, Debug)]
 enum ScriptArg<'a> {
@@ -1071,37 +919,24 @@ fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     })
 }
 
-/// The job's trace on its way to the log file and the reply collector, secrets masked.
+/// The job's trace: chatops' own lines, batched, and the shells' output, into the job's
+/// [`TraceSink`].
 struct Trace {
-    /// `None` after a write error: the job goes on, the rest of the log is lost (and said so).
-    file: Option<File>,
-    log_path: PathBuf,
-    masker: SecretMasker,
-    /// Reused buffer for masked bytes.
-    masked: Vec<u8>,
-    collector: OutputCollector,
-    log_bytes: u64,
+    sink: TraceSink,
     /// Whether the last byte in was a line feed (runner lines must start on their own line).
     at_line_start: bool,
     /// Runner text not yet written: the lines chatops writes come in bursts (the header, the
     /// end of a step), and one `write` per burst beats one per line. Written before the job's
     /// next output, by [`Trace::flush`] (before a shell is waited for) and at the end.
     pending: String,
-    shared: Arc<Shared>,
 }
 
 impl Trace {
-    fn new(file: File, spec: &ExecSpec, shared: Arc<Shared>) -> Trace {
+    fn new(sink: TraceSink) -> Trace {
         Trace {
-            file: Some(file),
-            log_path: spec.log_path.clone(),
-            masker: SecretMasker::new(&spec.secrets),
-            masked: Vec::new(),
-            collector: OutputCollector::new(REPLY_TAIL_BYTES),
-            log_bytes: 0,
+            sink,
             at_line_start: true,
             pending: String::new(),
-            shared,
         }
     }
 
@@ -1128,15 +963,7 @@ impl Trace {
             return;
         };
         self.at_line_start = last == b'\n';
-        if self.masker.is_empty() {
-            self.emit(bytes);
-            return;
-        }
-        let mut masked = std::mem::take(&mut self.masked);
-        masked.clear();
-        self.masker.push(bytes, &mut masked);
-        self.emit(&masked);
-        self.masked = masked;
+        self.sink.write(bytes);
     }
 
     /// A line (or lines) of chatops' own: queued until the next output or [`Trace::flush`].
@@ -1155,44 +982,19 @@ impl Trace {
         }
     }
 
-    fn emit(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        // Unbuffered on purpose: reads are large when output floods, and a live log wants
-        // every read on disk.
-        if let Some(file) = &mut self.file {
-            if let Err(e) = file.write_all(bytes) {
-                tracing::error!(path = %self.log_path.display(), error = %e, "cannot write the job log; the rest of it is lost");
-                self.file = None;
-            }
-        }
-        self.collector.feed(bytes);
-        self.log_bytes += bytes.len() as u64;
-        self.shared
-            .log_bytes
-            .store(self.log_bytes, Ordering::Relaxed);
-    }
-
-    /// Flushes what the masker held back and cuts the reply's output.
-    fn finish(mut self, single_command: bool, secrets: &[String]) -> (OutputBlock, u64) {
+    /// Flushes what is pending and cuts the reply's output.
+    fn finish(mut self, single_command: bool) -> (OutputBlock, u64) {
         self.flush();
-        let mut rest = Vec::new();
-        self.masker.finish(&mut rest);
-        self.emit(&rest);
-        self.shared
-            .peak_retained
-            .store(self.collector.peak_retained_bytes(), Ordering::Relaxed);
-        (
-            self.collector.finish(single_command, secrets),
-            self.log_bytes,
-        )
+        let end = self.sink.finish_with_stats(single_command);
+        (end.output, end.log_bytes)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Source;
+    use chatops_core::JobId;
     use std::sync::atomic::AtomicU64;
 
     /// A fresh folder per test: work dir, logs, scratch.
@@ -1217,12 +1019,16 @@ mod tests {
             ExecSpec {
                 job_id: JobId(id),
                 job_name: "test".into(),
+                project: "test".into(),
+                source: Source::Folder(self.work()),
+                tags: Vec::new(),
                 workdir: self.work(),
                 env: vec![
                     ("CI".into(), "true".into()),
                     ("CI_PIPELINE_SOURCE".into(), "chat".into()),
                     ("CHAT_INPUT".into(), String::new()),
                 ],
+                secret_names: Vec::new(),
                 before_script: Vec::new(),
                 script: script.iter().map(|s| s.to_string()).collect(),
                 after_script: Vec::new(),
@@ -1254,7 +1060,7 @@ mod tests {
         rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn seed_hello_world_succeeds_with_its_output() {
         let f = Fixture::new();
         let (result, log) = run_job(f.spec(&["echo \"Hello World\""])).await;
@@ -1271,7 +1077,7 @@ mod tests {
         assert!(log.contains("\x1b[32;1mJob succeeded\x1b[0;m"));
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn seed_ls_replies_only_the_listing() {
         let f = Fixture::new();
         std::fs::write(f.work().join("visible-file.txt"), "x").expect("a file");
@@ -1292,7 +1098,7 @@ mod tests {
         assert!(log.contains("This command will not be shown."));
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn several_commands_reply_with_the_transcript() {
         let f = Fixture::new();
         let (result, _) = run_job(f.spec(&["echo one", "echo two >&2", "echo three"])).await;
@@ -1302,7 +1108,7 @@ mod tests {
         );
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn failing_command_stops_the_script_and_after_script_still_runs() {
         let f = Fixture::new();
         let mut spec = f.spec(&["echo one", "false", "echo never > never.txt"]);
@@ -1326,7 +1132,7 @@ mod tests {
         assert!(log.contains(":after_script\r\x1b[0K"));
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn exit_codes_and_set_e_escapes_are_reported() {
         let f = Fixture::new();
         let (result, _) = run_job(f.spec(&["exit 7"])).await;
@@ -1341,7 +1147,7 @@ mod tests {
         assert!(!f.work().join("ran.txt").exists(), "{log}");
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn timeout_kills_the_whole_group() {
         let f = Fixture::new();
         let mut spec = f.spec(&["sleep 30 & echo $! > bg.pid", "sleep 30"]);
@@ -1368,7 +1174,7 @@ mod tests {
         assert_eq!(handle.pgid(), None);
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn cancel_kills_runs_after_script_and_says_who() {
         let f = Fixture::new();
         let mut spec = f.spec(&["echo started", "sleep 30", "touch never.txt"]);
@@ -1376,7 +1182,7 @@ mod tests {
         let log_path = spec.log_path.clone();
         let (handle, job) = start(spec).expect("the shell starts");
         let pgid = handle.pgid().expect("a running shell has a group");
-        let task = actix_rt::spawn(job);
+        let task = tokio::spawn(job);
         tokio::time::sleep(Duration::from_millis(300)).await;
         handle.cancel(Some("alice".into()));
         let result = task.await.expect("the job's task completes");
@@ -1396,7 +1202,7 @@ mod tests {
         handle.cancel(None);
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn cancel_before_the_job_is_polled_still_cancels() {
         let f = Fixture::new();
         let (handle, job) = start(f.spec(&["sleep 30"])).expect("the shell starts");
@@ -1405,7 +1211,7 @@ mod tests {
         assert_eq!(result.status, JobStatus::Canceled { by: None });
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn dropping_the_job_kills_its_group() {
         let f = Fixture::new();
         let (handle, job) = start(f.spec(&["sleep 30"])).expect("starts");
@@ -1423,7 +1229,7 @@ mod tests {
         assert!(gone, "the group {pgid} is gone");
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn term_ignoring_job_is_killed_after_the_grace() {
         let f = Fixture::new();
         let mut spec = f.spec(&["trap '' TERM; sleep 30"]);
@@ -1437,7 +1243,7 @@ mod tests {
         assert!(!group_exists(pgid));
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn leftover_background_processes_do_not_keep_the_job_open() {
         let f = Fixture::new();
         let (handle, job) =
@@ -1451,7 +1257,7 @@ mod tests {
         assert!(!pid_alive(bg));
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn chat_input_is_only_ever_a_variable() {
         let f = Fixture::new();
         let input = "$(touch pwned1) `touch pwned2` 'single' \"double\" \\ $HOME ; touch pwned3\nsecond line && touch pwned4 | x";
@@ -1466,7 +1272,7 @@ mod tests {
         assert!(!log.contains("pwned"), "the input is not echoed: {log}");
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn multi_line_commands_and_quotes_run_verbatim() {
         let f = Fixture::new();
         let heredoc = "cat <<'EOF' > here.txt\nit's \"quoted\" $HOME `x` \\n\nEOF";
@@ -1481,7 +1287,7 @@ mod tests {
             .ends_with("$ greet 'o'\\''brien'\nhi o'brien"));
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn server_environment_does_not_leak() {
         std::env::set_var("SLACK_SIGNING_SECRET", "leak-me-8f3a");
         let f = Fixture::new();
@@ -1501,7 +1307,7 @@ mod tests {
         }
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn secrets_are_masked_in_log_and_reply() {
         let f = Fixture::new();
         let mut spec =
@@ -1515,7 +1321,7 @@ mod tests {
         assert_eq!(result.output.text, "token=[MASKED]\nsplit:[MASKED]");
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn stdin_is_empty_so_the_script_survives_a_reader() {
         let f = Fixture::new();
         let (result, _) = run_job(f.spec(&["cat", "read -r line || echo no-input"])).await;
@@ -1523,7 +1329,7 @@ mod tests {
         assert!(result.output.text.ends_with("no-input"));
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn a_missing_workdir_fails_to_start() {
         let f = Fixture::new();
         let mut spec = f.spec(&["true"]);
@@ -1531,7 +1337,7 @@ mod tests {
         assert!(start(spec).is_err());
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn a_huge_single_line_keeps_memory_bounded() {
         let f = Fixture::new();
         let spec = f.spec(&["head -c 100000000 /dev/zero | tr '\\0' a; echo END"]);
@@ -1567,7 +1373,7 @@ mod tests {
         assert!(script.contains("set -e\n"));
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn a_normal_job_creates_no_scratch_folder() {
         let f = Fixture::new();
         let mut spec = f.spec(&["echo \"$0\" > zero.txt", "nosuchcommand-8d1f"]);
@@ -1592,7 +1398,7 @@ mod tests {
         assert!(!log.contains(&*scratch.to_string_lossy()), "{log}");
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn scripts_over_the_argument_limit_run_from_a_file() {
         let f = Fixture::new();
         // One command bigger than the limit on its own: the script cannot be an argument.
@@ -1633,7 +1439,7 @@ mod tests {
         }
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn a_script_the_kernel_refuses_as_an_argument_runs_from_a_file() {
         // SAFETY: sysconf has no preconditions.
         let arg_max = unsafe { libc::sysconf(libc::_SC_ARG_MAX) };
@@ -1667,7 +1473,7 @@ mod tests {
         assert!(scratch.join("step_script.sh").exists());
     }
 
-    #[actix_rt::test]
+    #[tokio::test]
     async fn the_log_folder_is_created_when_missing_and_a_bad_one_fails_to_start() {
         let f = Fixture::new();
         let mut spec = f.spec(&["echo hi"]);
@@ -1708,16 +1514,17 @@ mod tests {
         let f = Fixture::new();
         let mut spec = f.spec(&["true"]);
         spec.log_path = f.dir.path().join("trace.log");
-        let file = File::create(&spec.log_path).expect("the log");
-        let shared = Arc::new(Shared::default());
-        let mut trace = Trace::new(file, &spec, shared.clone());
+        let sink =
+            TraceSink::open(&spec.log_path, Arc::from([]), REPLY_TAIL_BYTES).expect("the log");
+        let stats = sink.stats();
+        let mut trace = Trace::new(sink);
         let on_disk = || std::fs::read_to_string(&spec.log_path).expect("the log");
 
         trace.runner("header 1\n");
         trace.runner("header 2\n");
         trace.ensure_line_start();
         assert_eq!(on_disk(), "", "runner text is queued");
-        assert_eq!(shared.log_bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.log_bytes(), 0);
         trace.output(b"out");
         assert_eq!(on_disk(), "header 1\nheader 2\nout");
         // The output left a line open: the next runner line starts on its own.
@@ -1727,13 +1534,10 @@ mod tests {
         trace.runner("end");
         trace.flush();
         assert_eq!(on_disk(), "header 1\nheader 2\nout\nwarn\nend");
-        assert_eq!(
-            shared.log_bytes.load(Ordering::Relaxed),
-            on_disk().len() as u64
-        );
+        assert_eq!(stats.log_bytes(), on_disk().len() as u64);
         trace.ensure_line_start();
         trace.runner("last");
-        let (_, bytes) = trace.finish(false, &[]);
+        let (_, bytes) = trace.finish(false);
         let log = on_disk();
         assert_eq!(log, "header 1\nheader 2\nout\nwarn\nend\nlast");
         assert_eq!(bytes, log.len() as u64);

@@ -1,7 +1,7 @@
 //! Inputs the fuzz targets (`fuzz/`, `scripts/fuzz.sh`) found, kept as regression tests.
 
-use chatops_core::output::OutputCollector;
 use chatops_core::OutputBlock;
+use chatops_exec::output::OutputCollector;
 
 /// The reply for `trace` fed in chunks of `chunk` bytes, keeping at most `max` bytes.
 fn reply(trace: &[u8], chunk: usize, max: usize) -> OutputBlock {
