@@ -137,3 +137,64 @@ pub async fn outcome(
 pub fn log(path: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
 }
+
+/// A raw HTTP client standing in for a runner.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// `POST jobs/request` once with runner token `token` and `last_update` (if any).
+pub async fn request(
+    url: &str,
+    token: &str,
+    last_update: Option<&str>,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let mut body = serde_json::json!({"token": token, "info": {"features": {}}});
+    if let Some(v) = last_update {
+        body["last_update"] = v.into();
+    }
+    client()
+        .post(format!("{url}/api/v4/jobs/request"))
+        .json(&body)
+        .send()
+        .await
+}
+
+/// Takes the next job as runner `token` (the runner's JobResponse).
+pub async fn take(url: &str, token: &str) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let end = Instant::now() + WAIT;
+    while Instant::now() < end {
+        let resp = request(url, token, None).await?;
+        if resp.status() == 201 {
+            return Ok(resp.json().await?);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err("no job was offered".into())
+}
+
+/// The job token of a JobResponse.
+pub fn job_token(job: &serde_json::Value) -> String {
+    job["token"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Runs git with `args` in `dir` (no prompts, no user config); its stdout, or an error with
+/// its stderr.
+pub fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
