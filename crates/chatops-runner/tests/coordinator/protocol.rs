@@ -478,3 +478,40 @@ async fn a_valid_runner_never_gets_403_even_when_chatops_is_in_trouble() -> Test
     app.stop().await;
     Ok(())
 }
+
+#[actix_rt::test]
+async fn a_trace_past_the_size_limit_fails_the_job() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (app, handle, token) = taken(dir.path()).await?;
+    // The Go runner's largest patch is 1 MiB; 4 MiB patches are accepted too.
+    let chunk = vec![b'x'; 4 * 1024 * 1024];
+    let limit = chatops_runner::coordinator::TRACE_LIMIT;
+    let mut at = 0u64;
+    while at + chunk.len() as u64 <= limit {
+        let r = client()
+            .patch(format!("{}/api/v4/jobs/1/trace", app.url))
+            .header("JOB-TOKEN", &token)
+            .header(
+                "Content-Range",
+                format!("{at}-{}", at + chunk.len() as u64 - 1),
+            )
+            .body(chunk.clone())
+            .send()
+            .await?;
+        assert_eq!(r.status(), 202, "at {at}");
+        at += chunk.len() as u64;
+    }
+    let over = patch(&app.url, 1, &token, &format!("{at}-{at}"), b"!").await?;
+    assert_eq!(over.status(), 403);
+    assert_eq!(header(&over, "Job-Status").as_deref(), Some("failed"));
+    assert_eq!(
+        outcome(&handle).await?,
+        RunnerOutcome::Failed {
+            exit_code: None,
+            reason: "trace_size_exceeded".into()
+        }
+    );
+    assert_eq!(handle.trace_len(), limit);
+    app.stop().await;
+    Ok(())
+}
