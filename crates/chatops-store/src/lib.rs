@@ -10,6 +10,7 @@
 //! - `queries`: the SQL behind each method.
 //! - [`model`]: the records and requests ([`CommandRecord`], [`NewJob`], [`JobUpdate`],
 //!   [`JobRecord`], [`OutboxItem`], [`AttemptOutcome`], [`CliRequest`], ...).
+//! - [`runner`]: [`RunnerJobRow`], jobs handed to GitLab runners (`runner_jobs`).
 //! - [`error`]: [`StoreError`], what can go wrong and what to do about it.
 //!
 //! # Group commit
@@ -35,6 +36,7 @@
 pub mod error;
 pub mod model;
 mod queries;
+pub mod runner;
 mod schema;
 pub mod store;
 mod worker;
@@ -44,6 +46,7 @@ pub use model::{
     AttemptOutcome, CliRequest, CliRequestId, CommandId, CommandRecord, JobRecord, JobUpdate,
     NewCliRequest, NewJob, OutboxId, OutboxItem, OutboxState, Outcome, Recorded, StoredCommand,
 };
+pub use runner::RunnerJobRow;
 pub use store::{Store, StoreStats};
 
 /// The schema version this build writes (the number of migrations it knows).

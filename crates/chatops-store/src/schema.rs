@@ -134,8 +134,32 @@ const V3: &str = r#"
 CREATE INDEX jobs_channel ON jobs (project, platform, channel, id);
 "#;
 
+/// Schema version 4.
+///
+/// - `runner_jobs`: jobs handed to GitLab runners (issue #10), so a restarted chatops knows
+///   which jobs runners are still running and accepts their trace and status updates. `id` is
+///   chatops' job id (no foreign key: the runner crate's tests run without `jobs` rows). `spec`
+///   is the coordinator's JSON job spec; `token_hash` the SHA-256 (hex) of the current attempt's
+///   job token, never the token itself; `state` one of `pending`, `offered`, `running`,
+///   `canceling`, `finished`.
+const V4: &str = r#"
+CREATE TABLE runner_jobs (
+    id          INTEGER PRIMARY KEY,
+    spec        TEXT    NOT NULL,
+    state       TEXT    NOT NULL
+                CHECK (state IN ('pending', 'offered', 'running', 'canceling', 'finished')),
+    token_hash  TEXT,
+    runner      TEXT,
+    attempt     INTEGER NOT NULL DEFAULT 0,
+    graceful    INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX runner_jobs_open ON runner_jobs (id) WHERE state <> 'finished';
+"#;
+
 /// Every migration, in order; the schema version is the number applied.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Opens (creating when missing, with its parent folders) and migrates the database at `path`.
 pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {

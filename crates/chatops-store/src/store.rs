@@ -7,6 +7,7 @@ use crate::model::{
     NewJob, OutboxId, OutboxItem, Recorded, StoredCommand,
 };
 use crate::queries;
+use crate::runner::RunnerJobRow;
 use crate::schema;
 use crate::worker::{self, Call, Message, Shared};
 use chatops_core::{ChannelId, JobId, PlatformId, ProjectName, Reply, ReplyTarget, UserId};
@@ -130,6 +131,37 @@ impl Store {
         // The sender is dropped without an answer only if the thread stopped before running
         // the request (closed, or panicked).
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Writes a runner job's row (insert or replace). The request is queued at once, before
+    /// the returned future is first polled: rows written one after another from one thread are
+    /// committed in that order even if their futures are awaited later, or never.
+    pub fn put_runner_job(
+        &self,
+        row: RunnerJobRow,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let f = move |conn: &Connection| crate::runner::put(conn, &row);
+        let sent = self
+            .sender
+            .send(Message::Call(Box::new(Call { f, reply })))
+            .is_ok();
+        async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            answer.await.map_err(|_| StoreError::Closed)?
+        }
+    }
+
+    /// Every runner job not finished, oldest first (the coordinator's restart).
+    pub async fn open_runner_jobs(&self) -> Result<Vec<RunnerJobRow>, StoreError> {
+        self.call(crate::runner::open_rows).await
+    }
+
+    /// One runner job's row, finished or not.
+    pub async fn runner_job(&self, id: u64) -> Result<Option<RunnerJobRow>, StoreError> {
+        self.call(move |conn| crate::runner::get(conn, id)).await
     }
 
     /// Records a command in the audit log and, when it creates one, its job, in one

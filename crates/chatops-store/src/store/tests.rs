@@ -1105,3 +1105,46 @@ async fn channel_jobs_are_one_project_and_channel_newest_first() -> TestResult {
     assert!(other_platform.is_empty());
     Ok(())
 }
+
+fn runner_row(id: u64, state: &str) -> crate::RunnerJobRow {
+    crate::RunnerJobRow {
+        id,
+        spec: format!("{{\"job_id\":{id}}}"),
+        state: state.into(),
+        token_hash: None,
+        runner: None,
+        attempt: 0,
+        graceful: false,
+        created_at: t(id),
+        updated_at: t(id),
+    }
+}
+
+#[tokio::test]
+async fn runner_jobs_are_replaced_in_order_and_open_ones_survive_a_reopen() -> TestResult {
+    let dir = TempDir::new()?;
+    let path = dir.path().join("chatops.db");
+    let store = Store::open(&path)?;
+    // Written one after another without awaiting: the queue keeps their order.
+    let first = store.put_runner_job(runner_row(1, "pending"));
+    let mut offered = runner_row(1, "offered");
+    offered.token_hash = Some("ab".repeat(32));
+    offered.runner = Some("shell-1".into());
+    offered.attempt = 1;
+    offered.graceful = true;
+    offered.updated_at = t(5);
+    let second = store.put_runner_job(offered.clone());
+    let done = store.put_runner_job(runner_row(2, "finished"));
+    second.await?;
+    first.await?;
+    done.await?;
+    assert_eq!(store.runner_job(1).await?, Some(offered.clone()));
+    assert_eq!(store.runner_job(3).await?, None);
+    store.close().await?;
+    let store = Store::open(&path)?;
+    let open = store.open_runner_jobs().await?;
+    // The finished job is not resumed; the offered one keeps its created_at.
+    assert_eq!(open, vec![offered]);
+    assert_eq!(open[0].created_at, t(1));
+    Ok(())
+}
