@@ -278,3 +278,25 @@ async fn discord_edits_the_original_response_and_follows_up_with_the_result() {
     let replies = server.fake.wait_for(&Discord::reply_path(1), 1).await;
     assert!(Discord::text(&replies[0].body).contains("tick 8"));
 }
+
+#[actix_web::test]
+async fn a_job_done_within_a_second_gets_its_reply_alone() {
+    let mut setup = slack_setup();
+    setup.ci = "quick:\n  script:\n    - echo quick answer\n".into();
+    let server = TestServer::start(setup).await;
+    let (ack, reply) = server.run_and_reply("run quick", 1).await;
+    assert_eq!(ack["response_type"], "in_channel", "{ack}");
+    let text = slack_text(&reply);
+    assert!(
+        text.contains("quick answer") && text.contains("succeeded"),
+        "{text}"
+    );
+    // No status message to post and edit for an instant job: the reply is the only message.
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        server.fake.received_at("/api/chat.postMessage").is_empty()
+            && server.fake.received_at("/api/chat.update").is_empty(),
+        "{:#?}",
+        server.fake.received()
+    );
+}

@@ -31,6 +31,12 @@ use tokio::sync::{oneshot, watch};
 /// Log lines a status message shows while the job runs (and at its end).
 const PROGRESS_LINES: usize = 15;
 
+/// How long a job runs before its status message is posted. A job that ends sooner gets only
+/// its reply, as without live progress: no message to post and edit at once for an instant
+/// job, and its reply is not held up by a status message it must thread under (the bench's
+/// "live progress" figure, issue #11).
+const STATUS_AFTER: Duration = Duration::from_secs(1);
+
 /// Cleaned log kept in memory for the status message: enough for [`PROGRESS_LINES`] lines.
 const PROGRESS_TAIL_BYTES: usize = 8 * 1024;
 
@@ -446,17 +452,26 @@ async fn live_progress(
     mut stop: watch::Receiver<bool>,
 ) -> LiveEnd {
     let started = Instant::now();
+    let quiet = LiveEnd {
+        message: None,
+        not_before: None,
+    };
+    tokio::select! {
+        // Over (or the watcher gone) within the delay: the reply goes out alone.
+        _ = stop.changed() => return quiet,
+        _ = tokio::time::sleep(STATUS_AFTER) => {}
+    }
+    if *stop.borrow() {
+        return quiet;
+    }
     let target = &plan.command.reply_to;
-    let first = messages::progress(&plan.job_ref, Duration::ZERO, "");
+    let first = messages::progress(&plan.job_ref, started.elapsed(), "");
     let message = match adapter.post_status(target, &first).await {
         Ok(message) => message,
         Err(e) => {
             // Not fatal: the reply comes at the end, as without live progress.
             tracing::warn!(job = %plan.id, error = %e, "cannot post the job's status message; replying at the end only");
-            return LiveEnd {
-                message: None,
-                not_before: None,
-            };
+            return quiet;
         }
     };
     let mut follower = Some(Follower::new(&shared.masked));
