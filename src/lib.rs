@@ -21,6 +21,7 @@ pub mod console;
 pub mod isolation;
 pub mod lock;
 pub mod remote;
+pub mod runners;
 
 use anyhow::Context as _;
 use chatops_core::{Adapters, ChatAdapter, SystemClock};
@@ -71,15 +72,38 @@ impl Application {
         warn_about_windows(&adapters, &settings);
         // Replies to commands the command line handed over go back to it through the store.
         adapters.register(Arc::new(console::ConsoleAdapter::relay(store.clone())));
-        let pipeline =
-            PipelineHandle::start(settings, adapters.clone(), Executors::local_only(), store).await;
+        let mut executors = Executors::local_only();
+        let coordinator = match &config.runners {
+            Some(section) => {
+                // Validated when the config was loaded; warnings were given then.
+                let runner_config = section
+                    .settings(&settings.public_url, &mut Vec::new())
+                    .map_err(|(_, message)| {
+                        anyhow::anyhow!("{}: {message}", config.source.display())
+                    })?;
+                let coordinator = chatops_runner::Coordinator::new(runner_config, store.clone());
+                executors.runner = Some(Arc::new(chatops_runner::RunnerExecutor::new(
+                    coordinator.clone(),
+                    settings.data_dir.join("runner"),
+                )));
+                Some(coordinator)
+            }
+            None => None,
+        };
+        let pipeline = PipelineHandle::start(settings, adapters.clone(), executors, store).await;
         actix_rt::spawn(remote::serve_requests(pipeline.clone()));
         let state = chatops_web::WebState {
             pipeline: pipeline.clone(),
             adapters,
         };
         let server = actix_web::HttpServer::new(move || {
-            actix_web::App::new().configure(chatops_web::configure(state.clone()))
+            let app = actix_web::App::new();
+            // The runner API (`/api/v4/...`) and the git remote for runners (`/git/...`).
+            let app = match &coordinator {
+                Some(c) => app.configure(|cfg| c.configure(cfg)),
+                None => app,
+            };
+            app.configure(chatops_web::configure(state.clone()))
         })
         .listen(listener)?
         // Shutdown is an input (`run_until`): actix-web must not install its own handlers.

@@ -29,9 +29,10 @@ pub use local::{kill_process_group, LocalExecutor, AFTER_SCRIPT_TIMEOUT, KILL_GR
 pub use spec::{ExecSpec, JobUser, Source, Variable};
 pub use trace::{TraceEnd, TraceSink, TraceStats, REPLY_TAIL_BYTES};
 
-use chatops_core::{JobStatus, OutputBlock};
+use chatops_core::{JobId, JobStatus, OutputBlock};
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +59,27 @@ pub trait Executor: Send + Sync + 'static {
         &self,
         spec: ExecSpec,
     ) -> std::io::Result<(ExecHandle, BoxFuture<'static, ExecResult>)>;
+
+    /// After a restart: of `jobs` (the ones the store still says run, with their log files),
+    /// those this executor still runs elsewhere and can follow again, each with a handle and
+    /// a future to its end as [`Executor::start`] gives. The log is written again from the
+    /// start, masked with `secrets`. Jobs not returned are over: the server marks them
+    /// interrupted. The local executor returns none (a restart ends its shells).
+    fn resume(
+        &self,
+        jobs: Vec<(JobId, PathBuf)>,
+        secrets: Arc<[String]>,
+    ) -> BoxFuture<'static, Vec<Resumed>> {
+        let _ = (jobs, secrets);
+        Box::pin(async { Vec::new() })
+    }
+}
+
+/// A job an executor took up again after a restart ([`Executor::resume`]).
+pub struct Resumed {
+    pub job_id: JobId,
+    pub handle: ExecHandle,
+    pub done: BoxFuture<'static, ExecResult>,
 }
 
 /// A running job as its executor controls it: what an [`ExecHandle`] forwards to.

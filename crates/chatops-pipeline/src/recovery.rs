@@ -6,6 +6,8 @@
 //!   process-group id, decides: a recycled id must never take an unrelated process down, and
 //!   a job that crashed before its group id reached the store is still found;
 //! - the job is marked interrupted, and its user is told, with the end of its log;
+//! - jobs that run elsewhere (on GitLab runners: [`chatops_exec::Executor::resume`]) are
+//!   followed again instead: their runners go on and their replies come when they end;
 //! - manual jobs that wait are left alone (they live in the store only): `play ID` still
 //!   starts them.
 //!
@@ -26,13 +28,26 @@ use std::time::SystemTime;
 const TAIL_BYTES: usize = 4096;
 
 pub(crate) async fn recover(shared: &Arc<Shared>) {
-    let stale = match shared.store.jobs_with_status(&["running", "queued"]).await {
+    let mut stale = match shared.store.jobs_with_status(&["running", "queued"]).await {
         Ok(jobs) => jobs,
         Err(e) => {
             tracing::error!(error = %e, "recovery: cannot read the store");
             return;
         }
     };
+    if let Some(runner) = &shared.executors.runner {
+        let running: Vec<(JobId, std::path::PathBuf)> = stale
+            .iter()
+            .map(|j| (j.id, log_path_of(shared, j)))
+            .collect();
+        for resumed in runner.resume(running, Arc::clone(&shared.masked)).await {
+            let Some(i) = stale.iter().position(|j| j.id == resumed.job_id) else {
+                continue;
+            };
+            let job = stale.swap_remove(i);
+            actix::spawn(finish_resumed(shared.clone(), job, resumed));
+        }
+    }
     let markers: Vec<String> = stale
         .iter()
         .map(|j| job_marker(&shared.settings.data_dir, j.id))
@@ -43,40 +58,67 @@ pub(crate) async fn recover(shared: &Arc<Shared>) {
             .get(&job_marker(&shared.settings.data_dir, job.id))
             .copied()
             .unwrap_or(0);
-        let now = SystemTime::now();
-        let ran_for = job
-            .started_at
-            .and_then(|s| now.duration_since(s).ok())
-            .unwrap_or_default();
-        if let Err(e) = shared
-            .store
-            .update_job(
-                job.id,
-                JobUpdate::finished(JobStatus::Interrupted, now, ran_for),
-            )
-            .await
-        {
-            tracing::error!(job = %job.id, error = %e, "recovery: cannot mark the job interrupted");
-            continue;
-        }
         tracing::warn!(job = %job.id, name = %job.job_name, killed, "job interrupted by the restart");
         let reply = interrupted_reply(shared, &job);
-        outbox::send(
-            shared.clone(),
-            Some(job.id),
-            job.reply_target.clone(),
-            reply,
-        )
-        .await;
+        end_with_reply(shared, &job, JobStatus::Interrupted, reply).await;
     }
+}
+
+/// Records the end of a job a restart found, then queues its reply (the store first, so
+/// `chatops jobs` never shows a job running after its reply went out).
+async fn end_with_reply(
+    shared: &Arc<Shared>,
+    job: &JobRecord,
+    status: JobStatus,
+    reply: chatops_core::Reply,
+) {
+    let now = SystemTime::now();
+    let ran_for = job
+        .started_at
+        .and_then(|s| now.duration_since(s).ok())
+        .unwrap_or_default();
+    let update = JobUpdate::finished(status, now, ran_for);
+    if let Err(e) = shared.store.update_job(job.id, update).await {
+        tracing::error!(job = %job.id, error = %e, "recovery: cannot record the job's end");
+        return;
+    }
+    outbox::send(
+        shared.clone(),
+        Some(job.id),
+        job.reply_target.clone(),
+        reply,
+    )
+    .await;
+}
+
+/// Waits for a job an executor took up again after the restart, then records its end and
+/// replies, as its watcher would have (without live progress: the status message of the run
+/// before the restart stays as it was).
+async fn finish_resumed(shared: Arc<Shared>, job: JobRecord, resumed: chatops_exec::Resumed) {
+    let result = resumed.done.await;
+    let ran_for = job
+        .started_at
+        .and_then(|s| SystemTime::now().duration_since(s).ok())
+        .unwrap_or(result.duration);
+    shared.metrics.emit(crate::metrics::JobFinished {
+        status: &result.status,
+        duration: Some(ran_for),
+    });
+    tracing::info!(job = %job.id, status = result.status.name(), "job on a runner finished after the restart");
+    let job_ref = crate::pipeline::job_ref_of(&shared, &job);
+    let reply = messages::finished(&job_ref, &result.status, Some(ran_for), result.output);
+    end_with_reply(&shared, &job, result.status, reply).await;
+}
+
+fn log_path_of(shared: &Shared, job: &JobRecord) -> std::path::PathBuf {
+    job.log_path
+        .clone()
+        .unwrap_or_else(|| shared.settings.log_path(job.id))
 }
 
 fn interrupted_reply(shared: &Shared, job: &JobRecord) -> chatops_core::Reply {
     let job_ref = crate::pipeline::job_ref_of(shared, job);
-    let log = job
-        .log_path
-        .clone()
-        .unwrap_or_else(|| shared.settings.log_path(job.id));
+    let log = log_path_of(shared, job);
     let tail = joblog::read_tail(&log, TAIL_BYTES, &shared.masked).unwrap_or_default();
     messages::finished(
         &job_ref,

@@ -168,6 +168,15 @@ impl RunnerJobHandle {
         self.inner.cancel(self.id, false);
     }
 
+    /// The job as submitted (`None` once the coordinator forgot it).
+    pub fn spec(&self) -> Option<Arc<RunnerJobSpec>> {
+        self.inner
+            .lock()
+            .jobs
+            .get(&self.id)
+            .map(|e| Arc::clone(&e.spec))
+    }
+
     /// Trace bytes stored so far (the log file's length).
     pub fn trace_len(&self) -> u64 {
         self.inner

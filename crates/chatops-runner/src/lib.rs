@@ -12,17 +12,21 @@
 //! - `response`: the `201` JobResponse JSON a runner gets with a job.
 //! - `git`: `git http-backend` behind job-token Basic auth, under `/git/`, so runners can fetch
 //!   git projects at the submitted sha.
+//! - [`executor`]: [`RunnerExecutor`], the `runner` executor the job watcher drives: it
+//!   submits jobs here and follows their trace into the job's log.
 //! - `token`: runner and job tokens (random, hashed, compared in constant time).
 //!
 //! The wire protocol follows `runner-protocol.md` (the project's notes on GitLab's runner API).
 
 mod api;
 pub mod coordinator;
+pub mod executor;
 mod git;
 mod response;
 mod token;
 
 pub use coordinator::{Coordinator, RunnerJobHandle};
+pub use executor::RunnerExecutor;
 pub use token::new_runner_token;
 
 use serde::{Deserialize, Serialize};
