@@ -129,6 +129,9 @@ struct RawConfig {
     mattermost: Option<MattermostConfig>,
     #[serde(default)]
     discord: Option<DiscordConfig>,
+    /// GitLab runners that may take jobs of `executor: runner` projects.
+    #[serde(default)]
+    runners: Option<crate::runners::RunnersSection>,
     #[serde(default)]
     projects: Mapping,
 }
@@ -200,6 +203,9 @@ pub struct Config {
     pub mattermost: Option<MattermostConfig>,
     /// `discord:`, validated; `None` turns Discord off.
     pub discord: Option<DiscordConfig>,
+    /// `runners:`, validated (the coordinator's settings need the URL the server is reached at:
+    /// [`crate::runners::RunnersSection::settings`]); `None`: no runner API.
+    pub runners: Option<crate::runners::RunnersSection>,
     pub projects: Vec<ProjectSettings>,
     /// Things worth a warning at start (e.g. the demo signing secret).
     pub warnings: Vec<String>,
@@ -440,6 +446,17 @@ impl Config {
                 ));
             }
         }
+        if let Some(runners) = &raw.runners {
+            let url = raw
+                .server
+                .public_url
+                .clone()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| format!("http://{}", raw.server.listen));
+            runners
+                .settings(&url, &mut warnings)
+                .map_err(|(path, msg)| err(line_of_path(text, &path), msg))?;
+        }
         Ok(Config {
             source: file.to_owned(),
             server: raw.server,
@@ -451,6 +468,7 @@ impl Config {
             slack: raw.slack,
             mattermost: raw.mattermost,
             discord: raw.discord,
+            runners: raw.runners,
             projects,
             warnings,
         })
@@ -1071,6 +1089,7 @@ mod tests {
             Some(match name {
                 "DISCORD_PUBLIC_KEY" => DISCORD_KEY.to_owned(),
                 "DISCORD_APPLICATION_ID" => "1100000000000000001".to_owned(),
+                n if n.ends_with("RUNNER_TOKEN") => "glrt-docsdocsdocsdocsdocsdocs".to_owned(),
                 _ => format!("dummy-{}", name.to_ascii_lowercase()),
             })
         };

@@ -101,11 +101,33 @@ enum Command {
         config: ConfigArg,
         id: String,
     },
+    /// Runner authentication tokens for `runners.tokens` (GitLab runners taking chat jobs).
+    RunnerToken {
+        #[command(subcommand)]
+        action: RunnerTokenAction,
+    },
     /// Print a shell completion script on stdout, e.g. `chatops completions bash >
     /// ~/.local/share/bash-completion/completions/chatops`.
     Completions {
         /// The shell to complete in.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunnerTokenAction {
+    /// Print a new random `glrt-` token, the `runners.tokens` entry for chatops' config and
+    /// the `config.toml` lines for the runner.
+    Create {
+        /// The runner's name in chatops' config, logs and replies.
+        #[arg(long, default_value = "runner-1")]
+        name: String,
+        /// A tag of the runner (repeat for more): it takes jobs of projects whose `tags` it has.
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// chatops' URL as the runner reaches it (`server.public_url`).
+        #[arg(long, default_value = "https://chatops.example.com")]
+        url: String,
     },
 }
 
@@ -216,6 +238,12 @@ fn main() -> ExitCode {
             };
             actix_rt::System::new().block_on(log(config, &id))
         }
+        Command::RunnerToken {
+            action: RunnerTokenAction::Create { name, tags, url },
+        } => {
+            print!("{}", runner_token_text(&name, &tags, &url));
+            ExitCode::SUCCESS
+        }
         Command::Completions { shell } => {
             let mut out = std::io::stdout().lock();
             clap_complete::generate(shell, &mut Cli::command(), "chatops", &mut out);
@@ -228,6 +256,31 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// What `chatops runner-token create` prints: a fresh token, where it goes in chatops' config
+/// and in the runner's.
+fn runner_token_text(name: &str, tags: &[String], url: &str) -> String {
+    let token = chatops_runner::new_runner_token();
+    let yaml_tags = if tags.is_empty() {
+        String::new()
+    } else {
+        format!("\n      tags: [{}]", tags.join(", "))
+    };
+    format!(
+        "# A new runner token. Keep it secret: whoever holds it takes chat jobs and their variables.\n\
+         # 1. In chatops' config (then restart chatops); better from the environment:\n\
+         runners:\n  tokens:\n    - name: {name}\n      token: \"{token}\"{yaml_tags}\n\
+         \n\
+         # 2. In the runner's /etc/gitlab-runner/config.toml:\n\
+         # [[runners]]\n\
+         #   name = \"{name}\"\n\
+         #   url = \"{url}\"\n\
+         #   token = \"{token}\"\n\
+         #   executor = \"shell\"\n\
+         #   request_concurrency = 2\n\
+         # or: gitlab-runner register --non-interactive --url {url} --token {token} --executor shell\n"
+    )
 }
 
 async fn serve(config: Config) -> ExitCode {

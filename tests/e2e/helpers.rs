@@ -221,6 +221,8 @@ pub struct Setup {
     pub extra_config: String,
     /// Extra variables in the server's environment (e.g. for `${NAME}` in the config).
     pub env: Vec<(String, String)>,
+    /// `server.listen`; default `127.0.0.1:0` (a fresh port, also after a restart).
+    pub listen: String,
 }
 
 impl Setup {
@@ -233,6 +235,7 @@ impl Setup {
             default_role: "developer".into(),
             extra_config: String::new(),
             env: Vec::new(),
+            listen: "127.0.0.1:0".into(),
         }
     }
 }
@@ -246,7 +249,8 @@ impl TestServer {
         std::fs::write(project.join(".gitlab-ci.yml"), &setup.ci).expect("ci file");
         std::fs::write(project.join("README.txt"), "a file in the project\n").expect("file");
         let config = format!(
-            "server:\n  listen: 127.0.0.1:0\n  data_dir: data\n{server}\nslack:\n  signing_secret: {secret}\n  api_url: {base}/api\n  response_url_hosts: [\"{host}\"]\n{slack}\nprojects:\n  demo:\n    repository: project\n    default_role: {role}\n    members:\n      - {{slack: UMAINTAINER, role: maintainer}}\n      - {{slack: UGUEST, role: guest}}\n      - {{mattermost: UGUEST, role: guest}}\n      - {{discord: \"{discord_guest}\", role: guest}}\n{project}\n{extra}",
+            "server:\n  listen: {listen}\n  data_dir: data\n{server}\nslack:\n  signing_secret: {secret}\n  api_url: {base}/api\n  response_url_hosts: [\"{host}\"]\n{slack}\nprojects:\n  demo:\n    repository: project\n    default_role: {role}\n    members:\n      - {{slack: UMAINTAINER, role: maintainer}}\n      - {{slack: UGUEST, role: guest}}\n      - {{mattermost: UGUEST, role: guest}}\n      - {{discord: \"{discord_guest}\", role: guest}}\n{project}\n{extra}",
+            listen = setup.listen,
             server = setup.server_extra,
             secret = SLACK_SECRET,
             base = fake.base,

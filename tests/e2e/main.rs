@@ -13,6 +13,7 @@ mod live;
 mod metrics;
 mod page;
 mod process;
+mod runners;
 mod slack;
 mod usability;
 
