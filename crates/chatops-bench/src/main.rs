@@ -1,4 +1,4 @@
-//! `chatops-bench`: the benchmark of issues #6 and #11. Measures chatops against the machine's own
+//! `chatops-bench`: the benchmark of issues #6, #10 and #11. Measures chatops against the machine's own
 //! limits in one run and prints a table of figures, ratios and the issue's targets.
 //!
 //! ```text
@@ -14,8 +14,8 @@
 //! harness fails (a server did not start, replies were lost or duplicated).
 //!
 //! # Layout
-//! - [`scenarios`]: the five measurements (ack, command→reply, many long jobs, big output,
-//!   live progress).
+//! - [`scenarios`]: the six measurements (ack, command→reply, many long jobs, big output,
+//!   live progress, on a runner).
 //! - [`load`]: the closed-loop load client and the command/reply operations.
 //! - [`fake`]: the fake chat platform receiving replies.
 //! - [`baseline`]: the bare actix-web server, direct spawns, the shell writing to a file.
@@ -85,6 +85,8 @@ enum Measure {
     Big,
     /// Command→reply with live progress (status message edits, threaded result) vs without.
     Live,
+    /// Command→reply with the job on a GitLab runner (the Rust test runner) vs the local shell.
+    Runner,
 }
 
 fn main() -> ExitCode {
@@ -179,6 +181,9 @@ fn bench(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if only(Measure::Live) {
                 scenarios::live(&ctx, &mut results, baseline_first).await?;
+            }
+            if only(Measure::Runner) {
+                scenarios::runner(&ctx, &mut results, baseline_first).await?;
             }
         }
         let other = ctx.client.fake.other_posts();

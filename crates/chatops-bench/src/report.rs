@@ -84,6 +84,14 @@ pub fn describe(fig: Fig, sizes: &Sizes) -> (String, Option<Target>) {
             "live progress: `echo` command→reply p50, ms, vs live off".into(),
             at_most(1.1, On::Ratio, ""),
         ),
+        Fig::RunnerEchoP50 => (
+            "on a runner: `echo` command→reply c=1 p50, ms, vs the local shell".into(),
+            None,
+        ),
+        Fig::RunnerEchoP99 => (
+            "on a runner: `echo` command→reply c=1 p99, ms, vs the local shell".into(),
+            None,
+        ),
         Fig::LiveTickerP50 => (
             "live progress: 3 s `ticker` command→reply p50, ms, vs live off".into(),
             at_most(1.1, On::Ratio, ""),

@@ -1,4 +1,4 @@
-//! The four measurements of issue #6, each a baseline and a chatops run made back to back:
+//! The measurements of issues #6, #10 and #11, each a baseline and a chatops run made back to back:
 //! 1. [`ack`]: signed Slack commands for a `when: manual` job, c=1 and c=16, vs bare actix-web.
 //! 2. [`reply`]: `run echo` from command to reply, c=1 latency and c=16 throughput, vs spawning
 //!    `sh -c 'echo hi'` from Tokio.
@@ -7,6 +7,8 @@
 //! 4. [`big`]: a job writing 200 MB, vs the shell writing the same bytes to a file.
 //! 5. [`live`]: command → reply with live progress (a status message edited while the job
 //!    runs, the result in its thread) vs the same server setup without it (issue #11).
+//! 6. [`runner`]: command → reply when the job runs on a GitLab runner vs the local shell
+//!    (issue #10).
 //!
 //! Every chatops measurement gets a fresh server (fresh data dir, fresh peak RSS), so one
 //! measurement's leftovers (thousands of waiting manual jobs) cannot skew the next.
@@ -15,7 +17,7 @@ use crate::baseline::{self, Shell};
 use crate::error::BenchError;
 use crate::load::{run_count, run_for, Client, Failure, Outcome};
 use crate::procfs;
-use crate::server::{dir_bytes, Replies, ServerProcess};
+use crate::server::{dir_bytes, ServerProcess, Variant, RUNNER_TOKEN};
 use crate::stats::Percentiles;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -46,6 +48,8 @@ pub struct Sizes {
     pub live_echo: u64,
     /// Live progress: `ticker` jobs (about 3 s each) measured at c=1, each way.
     pub live_ticker: u64,
+    /// On a runner: `echo` jobs measured at c=1, each way.
+    pub runner_echo: u64,
 }
 
 impl Sizes {
@@ -62,6 +66,7 @@ impl Sizes {
             big_bytes: 200_000_000,
             live_echo: 100,
             live_ticker: 10,
+            runner_echo: 100,
         }
     }
 
@@ -78,6 +83,7 @@ impl Sizes {
             big_bytes: 20_000_000,
             live_echo: 10,
             live_ticker: 3,
+            runner_echo: 10,
         }
     }
 }
@@ -126,6 +132,11 @@ pub enum Fig {
     /// Live progress on vs off: `ticker` (about 3 s, edited once or more) command → reply
     /// p50 at c=1, ms.
     LiveTickerP50,
+    /// `echo` on a GitLab runner (the Rust test runner) vs the local shell: command → reply p50
+    /// at c=1, ms.
+    RunnerEchoP50,
+    /// The same, p99.
+    RunnerEchoP99,
 }
 
 /// One figure's values, one per run.
@@ -419,20 +430,29 @@ async fn spawn_loads(ctx: &Ctx, c: usize, count: u64) -> Result<(Outcome, Outcom
 
 /// chatops `run echo` from command to reply: `count` jobs, `c` at a time (after a warm-up).
 async fn reply_load(ctx: &Ctx, c: usize, count: u64) -> Result<(Outcome, Tally), BenchError> {
-    replies_of(ctx, Replies::ResponseUrl, TEXT_ECHO, c, count).await
+    replies_of(ctx, Variant::ResponseUrl, TEXT_ECHO, c, count).await
 }
 
-/// Command to reply on a fresh server replying as `replies`: `count` jobs `text`, `c` at a
+/// Command to reply on a fresh server set up as `variant`: `count` jobs `text`, `c` at a
 /// time, after a warm-up of echo jobs.
 async fn replies_of(
     ctx: &Ctx,
-    replies: Replies,
+    variant: Variant,
     text: &str,
     c: usize,
     count: u64,
 ) -> Result<(Outcome, Tally), BenchError> {
     let server =
-        ServerProcess::chatops_with(&ctx.bin, ctx.client.fake.host_port(), replies).await?;
+        ServerProcess::chatops_with(&ctx.bin, ctx.client.fake.host_port(), variant).await?;
+    // Its jobs' runner, for as long as the server runs.
+    let runner = match variant {
+        Variant::OnRunner => Some(
+            chatops_testrunner::TestRunner::start(server.base(), RUNNER_TOKEN).map_err(|e| {
+                BenchError::Unexpected(format!("the test runner does not start: {e}"))
+            })?,
+        ),
+        _ => None,
+    };
     warm_replies(ctx, &server, ctx.sizes.reply_warmup).await?;
     let first = ctx.client.peek_id();
     let accepted = ctx.client.accepted();
@@ -448,9 +468,12 @@ async fn replies_of(
     if out.failed > 0 {
         log(&format!("chatops' log ends:\n{}", server.stderr_tail()));
     }
+    if let Some(runner) = runner {
+        runner.kill();
+    }
     server.stop().await;
     log(&format!(
-        "command→reply `{text}` c={c} chatops ({replies:?}): {:.0} jobs/s, p50 {:.3} ms, p99 {:.3} ms{}",
+        "command→reply `{text}` c={c} chatops ({variant:?}): {:.0} jobs/s, p50 {:.3} ms, p99 {:.3} ms{}",
         out.rate(),
         Percentiles::of(&out.latencies).map_or(f64::NAN, |p| p.p50),
         Percentiles::of(&out.latencies).map_or(f64::NAN, |p| p.p99),
@@ -504,8 +527,8 @@ pub async fn live(ctx: &Ctx, res: &mut Results, baseline_first: bool) -> Result<
         let (posts_before, edits_before) = ctx.client.fake.progress_posts();
         let (quiet, live) = ordered(
             baseline_first,
-            replies_of(ctx, Replies::BotQuiet, text, 1, count),
-            replies_of(ctx, Replies::BotLive, text, 1, count),
+            replies_of(ctx, Variant::BotQuiet, text, 1, count),
+            replies_of(ctx, Variant::BotLive, text, 1, count),
         )
         .await;
         let (quiet, quiet_tally) = quiet?;
@@ -514,8 +537,9 @@ pub async fn live(ctx: &Ctx, res: &mut Results, baseline_first: bool) -> Result<
         res.tally(&live_tally);
         let (posts, edits) = ctx.client.fake.progress_posts();
         let (posts, edits) = (posts - posts_before, edits - edits_before);
-        // Without status messages the live side measured nothing live: say so, loudly.
-        if posts < live_tally.received {
+        // A job that ends within a second gets its reply alone (no status message); the
+        // ticker runs 3 s: without status messages the live side measured nothing live.
+        if text == TEXT_TICKER && posts < live_tally.received {
             return Err(BenchError::Unexpected(format!(
                 "live progress posted {posts} status messages for {} replies: is it on?",
                 live_tally.received
@@ -531,6 +555,30 @@ pub async fn live(ctx: &Ctx, res: &mut Results, baseline_first: bool) -> Result<
             Percentiles::of(&live.latencies).map(|p| p.p50),
         );
     }
+    Ok(())
+}
+
+/// Measurement 6, runners: `run echo` from command to reply at c=1 when the job runs on a
+/// GitLab runner (Collabora's client library, `chatops-testrunner`, in this process) against
+/// the same server running it in its local shell, in the same run.
+pub async fn runner(ctx: &Ctx, res: &mut Results, baseline_first: bool) -> Result<(), BenchError> {
+    let count = ctx.sizes.runner_echo;
+    let (local, remote) = ordered(
+        baseline_first,
+        replies_of(ctx, Variant::ResponseUrl, TEXT_ECHO, 1, count),
+        replies_of(ctx, Variant::OnRunner, TEXT_ECHO, 1, count),
+    )
+    .await;
+    let (local, local_tally) = local?;
+    let (remote, remote_tally) = remote?;
+    res.tally(&local_tally);
+    res.tally(&remote_tally);
+    let (pl, pr) = (
+        Percentiles::of(&local.latencies),
+        Percentiles::of(&remote.latencies),
+    );
+    res.record(Fig::RunnerEchoP50, pl.map(|p| p.p50), pr.map(|p| p.p50));
+    res.record(Fig::RunnerEchoP99, pl.map(|p| p.p99), pr.map(|p| p.p99));
     Ok(())
 }
 

@@ -56,9 +56,9 @@ pub fn big_baseline_script(bytes: u64, file: &Path) -> String {
     )
 }
 
-/// How a server posts its replies.
+/// How a server is set up: how it posts its replies, where it runs jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Replies {
+pub enum Variant {
     /// No bot token: the reply goes to the command's `response_url` (the other measurements).
     ResponseUrl,
     /// A bot token, `live_progress: false`: as above, the baseline of the live measurement.
@@ -66,15 +66,31 @@ pub enum Replies {
     /// A bot token and live progress: a status message edited while the job runs, the result
     /// in its thread.
     BotLive,
+    /// Replies by `response_url`; the project's jobs run on a GitLab runner polling the
+    /// server (`executor: runner`, token [`RUNNER_TOKEN`]).
+    OnRunner,
 }
 
+/// The runner token the [`Variant::OnRunner`] config accepts.
+pub const RUNNER_TOKEN: &str = "glrt-chatops-bench-runner-token";
+
 /// The bench config (contract §2) for a server in `dir`, replying to the fake at `fake_host`.
-pub fn config_text(dir: &Path, fake_host: &str, replies: Replies) -> String {
+pub fn config_text(dir: &Path, fake_host: &str, variant: Variant) -> String {
     let d = dir.display();
-    let (live, bot) = match replies {
-        Replies::ResponseUrl => ("", ""),
-        Replies::BotQuiet => ("\n  live_progress: false", "\n  bot_token: xoxb-bench"),
-        Replies::BotLive => ("\n  live_progress: true", "\n  bot_token: xoxb-bench"),
+    let (live, bot) = match variant {
+        Variant::ResponseUrl => ("", ""),
+        Variant::BotQuiet => ("\n  live_progress: false", "\n  bot_token: xoxb-bench"),
+        Variant::BotLive => ("\n  live_progress: true", "\n  bot_token: xoxb-bench"),
+        Variant::OnRunner => ("", ""),
+    };
+    let (executor, runners) = match variant {
+        Variant::OnRunner => (
+            "\n    executor: runner",
+            format!(
+                "\nrunners:\n  tokens:\n    - name: bench\n      token: {RUNNER_TOKEN}\n  update_interval: 1s\n"
+            ),
+        ),
+        _ => ("", String::new()),
     };
     format!(
         r#"# Written by chatops-bench.
@@ -95,8 +111,8 @@ projects:
     repository: "{d}/project"
     timeout: 10m
     max_concurrent_jobs: 2000
-    default_role: developer
-"#,
+    default_role: developer{executor}
+{runners}"#,
         secret = slack::SECRET,
         command = slack::COMMAND,
     )
@@ -116,14 +132,14 @@ impl ServerProcess {
     /// Starts `chatops serve` (the binary at `bin`) on a fresh temporary setup, replying by
     /// `response_url`.
     pub async fn chatops(bin: &Path, fake_host: &str) -> Result<ServerProcess, BenchError> {
-        Self::chatops_with(bin, fake_host, Replies::ResponseUrl).await
+        Self::chatops_with(bin, fake_host, Variant::ResponseUrl).await
     }
 
-    /// Starts `chatops serve` on a fresh temporary setup, replying as `replies` says.
+    /// Starts `chatops serve` on a fresh temporary setup, as `variant` says.
     pub async fn chatops_with(
         bin: &Path,
         fake_host: &str,
-        replies: Replies,
+        variant: Variant,
     ) -> Result<ServerProcess, BenchError> {
         let dir = tempfile::Builder::new()
             .prefix("chatops-bench.")
@@ -132,7 +148,7 @@ impl ServerProcess {
         let project = dir.path().join("project");
         write(&project.join(".gitlab-ci.yml"), CI_FILE)?;
         let config = dir.path().join("chatops.yaml");
-        write(&config, &config_text(dir.path(), fake_host, replies))?;
+        write(&config, &config_text(dir.path(), fake_host, variant))?;
         let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .arg("--config")
@@ -311,7 +327,7 @@ mod tests {
 
     #[test]
     fn config_points_slack_at_the_fake_and_the_project_at_the_dir() {
-        let text = config_text(Path::new("/tmp/x"), "127.0.0.1:4567", Replies::ResponseUrl);
+        let text = config_text(Path::new("/tmp/x"), "127.0.0.1:4567", Variant::ResponseUrl);
         assert!(text.contains("listen: 127.0.0.1:0"), "{text}");
         assert!(
             text.contains(r#"response_url_hosts: ["127.0.0.1:4567"]"#),
@@ -325,8 +341,8 @@ mod tests {
     #[test]
     fn live_configs_give_slack_a_bot_token_and_say_whether_progress_is_live() {
         let dir = Path::new("/tmp/x");
-        let quiet = config_text(dir, "h:1", Replies::BotQuiet);
-        let live = config_text(dir, "h:1", Replies::BotLive);
+        let quiet = config_text(dir, "h:1", Variant::BotQuiet);
+        let live = config_text(dir, "h:1", Variant::BotLive);
         for (text, on) in [(&quiet, "false"), (&live, "true")] {
             assert!(text.contains("\n  bot_token: xoxb-bench\n"), "{text}");
             let server = text.split("\nslack:").next().unwrap_or_default();
@@ -335,9 +351,21 @@ mod tests {
                 "{text}"
             );
         }
-        let plain = config_text(dir, "h:1", Replies::ResponseUrl);
+        let plain = config_text(dir, "h:1", Variant::ResponseUrl);
         assert!(
             !plain.contains("bot_token") && !plain.contains("live_progress"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn the_runner_config_sends_the_project_to_runners_with_the_bench_token() {
+        let text = config_text(Path::new("/tmp/x"), "h:1", Variant::OnRunner);
+        assert!(text.contains("\n    executor: runner\n"), "{text}");
+        assert!(text.contains(&format!("token: {RUNNER_TOKEN}")), "{text}");
+        let plain = config_text(Path::new("/tmp/x"), "h:1", Variant::ResponseUrl);
+        assert!(
+            !plain.contains("executor") && !plain.contains("runners:"),
             "{plain}"
         );
     }
