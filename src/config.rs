@@ -81,6 +81,15 @@ pub struct ServerConfig {
     pub progress_interval: String,
 }
 
+/// `server.public_url`, else `http://<bound>`.
+fn public_url_of(server: &ServerConfig, bound: &str) -> String {
+    server
+        .public_url
+        .clone()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| format!("http://{bound}"))
+}
+
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
@@ -447,12 +456,7 @@ impl Config {
             }
         }
         if let Some(runners) = &raw.runners {
-            let url = raw
-                .server
-                .public_url
-                .clone()
-                .filter(|u| !u.is_empty())
-                .unwrap_or_else(|| format!("http://{}", raw.server.listen));
+            let url = public_url_of(&raw.server, &raw.server.listen);
             runners
                 .settings(&url, &mut warnings)
                 .map_err(|(path, msg)| err(line_of_path(text, &path), msg))?;
@@ -477,11 +481,7 @@ impl Config {
     /// `server.public_url`, else `http://<bound>` (the address actually listened on, or the
     /// configured one when nothing listens, as in `chatops run`).
     pub fn public_url(&self, bound: &str) -> String {
-        self.server
-            .public_url
-            .clone()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| format!("http://{bound}"))
+        public_url_of(&self.server, bound)
     }
 
     /// Whether some project's jobs run as another user (`job_user`).

@@ -27,7 +27,7 @@ pub mod trace;
 
 pub use local::{kill_process_group, LocalExecutor, AFTER_SCRIPT_TIMEOUT, KILL_GRACE};
 pub use spec::{ExecSpec, JobUser, Source, Variable};
-pub use trace::{TraceEnd, TraceSink, TraceStats, REPLY_TAIL_BYTES};
+pub use trace::{single_command, TraceEnd, TraceSink, TraceStats, REPLY_TAIL_BYTES};
 
 use chatops_core::{JobId, JobStatus, OutputBlock};
 use std::fmt;

@@ -128,7 +128,7 @@ fn start(
     let sink = TraceSink::open(&spec.log_path, Arc::clone(&spec.secrets), REPLY_TAIL_BYTES)?;
 
     let step_commands = commands(spec.before_script.iter().chain(&spec.script));
-    let single_command = commands(&spec.before_script).is_empty() && step_commands.len() == 1;
+    let single_command = crate::single_command(&spec.before_script, &spec.script);
     let step_script = script_text(shell, STEP_SCRIPT, &step_commands);
     let env = child_env(&spec.env, spec.user.as_ref(), &spec.workdir);
 

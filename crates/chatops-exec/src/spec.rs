@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Where the job's files come from, as the watcher resolved them when the job was planned.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Source {
     /// A plain folder, run in place (a runner gets no repository: `GIT_STRATEGY: none`).
     Folder(PathBuf),
-    /// A git repository at `sha`, read from `branch`.
+    /// A git repository (work tree or bare) at `sha` (full 40-hex), read from `branch`;
+    /// runners fetch it from chatops at `/git/<project>.git`.
     Git {
         repo: PathBuf,
         sha: String,

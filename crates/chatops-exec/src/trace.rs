@@ -18,6 +18,14 @@ use std::sync::Arc;
 /// platform's message limit, so the adapters still choose the cut.
 pub const REPLY_TAIL_BYTES: usize = 64 * 1024;
 
+/// Reply rule 2's condition (contract §5): no `before_script` and exactly one `script`
+/// command (blank lines are not commands). Every executor passes it to
+/// [`TraceSink::finish`].
+pub fn single_command(before_script: &[String], script: &[String]) -> bool {
+    let commands = |l: &[String]| l.iter().filter(|c| !c.trim().is_empty()).count();
+    commands(before_script) == 0 && commands(script) == 1
+}
+
 /// A job's trace on its way to the log file and the reply collector, secrets masked.
 #[derive(Debug)]
 pub struct TraceSink {

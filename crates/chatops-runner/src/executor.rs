@@ -5,12 +5,12 @@
 //! maps the runner's final report to a job status. After a restart, [`RunnerExecutor::resume`]
 //! re-reads the raw trace from the start into a fresh log, and goes on following it.
 
-use crate::{Coordinator, RunnerJobHandle, RunnerJobSpec, RunnerOutcome, Source, Variable};
+use crate::{Coordinator, RunnerJobHandle, RunnerJobSpec, RunnerOutcome, Variable};
 use chatops_core::{JobId, JobStatus};
 use chatops_exec::output::{error_line, notice_line};
 use chatops_exec::{
-    BoxFuture, ExecHandle, ExecResult, ExecSpec, Executor, JobControl, Resumed, TraceSink,
-    TraceStats, REPLY_TAIL_BYTES,
+    single_command, BoxFuture, ExecHandle, ExecResult, ExecSpec, Executor, JobControl, Resumed,
+    TraceSink, TraceStats, REPLY_TAIL_BYTES,
 };
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -249,12 +249,6 @@ fn copy_new(raw: &Path, from: u64, to: u64, sink: &mut TraceSink) -> u64 {
     pos
 }
 
-/// Reply rule 2's condition: one command and no `before_script`.
-fn single_command(before_script: &[String], script: &[String]) -> bool {
-    let commands = |l: &[String]| l.iter().filter(|c| !c.trim().is_empty()).count();
-    commands(before_script) == 0 && commands(script) == 1
-}
-
 fn tags_text(tags: &[String]) -> String {
     if tags.is_empty() {
         String::new()
@@ -283,14 +277,7 @@ fn runner_spec(spec: &ExecSpec, raw: PathBuf) -> RunnerJobSpec {
         job_name: spec.job_name.clone(),
         stage: String::new(),
         project: spec.project.clone(),
-        source: match &spec.source {
-            chatops_exec::Source::Folder(p) => Source::Folder(p.clone()),
-            chatops_exec::Source::Git { repo, sha, branch } => Source::Git {
-                repo: repo.clone(),
-                sha: sha.clone(),
-                branch: branch.clone(),
-            },
-        },
+        source: spec.source.clone(),
         variables,
         before_script: spec.before_script.clone(),
         script: spec.script.clone(),

@@ -25,6 +25,7 @@ mod git;
 mod response;
 mod token;
 
+pub use chatops_exec::Source;
 pub use coordinator::{Coordinator, RunnerJobHandle};
 pub use executor::RunnerExecutor;
 pub use token::new_runner_token;
@@ -85,20 +86,6 @@ pub struct RunnerToken {
     pub tags: Vec<String>,
     /// Whether it takes jobs without tags.
     pub run_untagged: bool,
-}
-
-/// Where a job's files come from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Source {
-    /// A plain folder: runners get `GIT_STRATEGY=none` and no git remote.
-    Folder(PathBuf),
-    /// A git repository (work tree or bare) served to runners at `/git/<project>.git`; they
-    /// check out `sha` (full 40-hex) of `branch`.
-    Git {
-        repo: PathBuf,
-        sha: String,
-        branch: String,
-    },
 }
 
 /// A CI/CD variable as runners receive it.
